@@ -1,0 +1,1 @@
+"""Loss terms: one module per family, each a :class:`~swapper.losses.base.LossTerm`."""

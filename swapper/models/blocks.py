@@ -1,0 +1,34 @@
+"""Small building blocks shared by the encoders and decoders."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class DownConv(nn.Sequential):
+    """Deepfakes ``conv(f)``: Conv2d(k=5, stride 2, "same") + LeakyReLU(0.1); halves H and W."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5, slope: float = 0.1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=2, padding=kernel_size // 2),
+            nn.LeakyReLU(slope),
+        )
+
+
+class Upscale(nn.Sequential):
+    """Deepfakes ``upscale(f)``: Conv2d(4f, k=3, same) + LeakyReLU(0.1) + PixelShuffle(2).
+
+    The pixel shuffle (depth-to-space) doubles H and W and divides channels by 4; the article's
+    ablation shows that a transposed conv or a resize here turns the model into a plain
+    auto-encoder that stops swapping.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, slope: float = 0.1) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels * 4, kernel_size, padding=kernel_size // 2),
+            nn.LeakyReLU(slope),
+            nn.PixelShuffle(2),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out, 2H, 2W)
+        return super().forward(x)
