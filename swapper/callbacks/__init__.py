@@ -1,0 +1,1 @@
+"""Lightning callbacks: previews, RNG state in checkpoints."""
