@@ -1,0 +1,122 @@
+"""Face masks from landmarks, for the mask loss and for blending a swapped face back.
+
+All masks are (H, W) float32 in [0, 1], drawn in whatever space the landmarks are in (transform
+frame landmarks into crop space with ``alignment.transform_points(points, matrix)`` first).
+Shapes are drawn at 4× and averaged down, so edge pixels hold the share of them that is covered.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from swapper.data.alignment import landmarks_68_to_5
+
+__all__ = ["MASK_KINDS", "ellipse_mask", "face_mask", "feather", "hull_mask"]
+
+MASK_KINDS = ("hull", "extended", "ellipse")
+_SHIFT = 4  # fractional bits handed to cv2's fill functions
+_SS = 4  # supersampling factor of the drawn masks
+
+
+def _shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    h, w = int(shape[0]), int(shape[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"mask shape must be positive, got {shape}")
+    return h, w
+
+
+def _check(landmarks: np.ndarray, count: int | tuple[int, ...]) -> np.ndarray:
+    lm = np.asarray(landmarks, dtype=np.float64)
+    counts = (count,) if isinstance(count, int) else count
+    if lm.ndim != 2 or lm.shape[1] != 2 or len(lm) not in counts or not np.isfinite(lm).all():
+        raise ValueError(f"expected finite ({' or '.join(map(str, counts))}, 2) landmarks, got {lm.shape}")
+    return lm
+
+
+def _supersampled(shape: tuple[int, int], draw) -> np.ndarray:
+    """Draw hard-edged at ``_SS``× and average down: each pixel gets its covered share (cv2's own
+    anti-aliasing fattens shapes by about half a pixel)."""
+    canvas = np.zeros((shape[0] * _SS, shape[1] * _SS), np.uint8)
+    draw(canvas)
+    return cv2.resize(canvas, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    # output pixel i spans supersampled pixels _SS·i ... _SS·i + _SS - 1, centred at _SS·i + (_SS - 1) / 2
+    return np.round((points * _SS + (_SS - 1) / 2) * (1 << _SHIFT)).astype(np.int32)
+
+
+def _fill(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    hull = cv2.convexHull(_fixed(points))
+    return _supersampled(shape, lambda canvas: cv2.fillConvexPoly(canvas, hull, 255, cv2.LINE_8, _SHIFT))
+
+
+def hull_mask(landmarks68: np.ndarray, shape: tuple[int, ...], extend: float = 0.0) -> np.ndarray:
+    """Convex hull of the 68 points (jaw to brows). ``extend`` > 0 raises the brows by that share of
+    the nose-bridge-to-chin distance, along the face's up direction, to cover the forehead
+    (the *extended* hull; 0.3 reaches about the hairline)."""
+    lm = _check(landmarks68, 68).copy()
+    if extend < 0:
+        raise ValueError(f"extend must be >= 0, got {extend}")
+    if extend > 0:
+        up = lm[27] - lm[8]  # chin → top of the nose bridge
+        lm[17:27] += extend * up  # the 10 brow points
+    return _fill(lm, _shape(shape))
+
+
+def ellipse_mask(
+    landmarks5: np.ndarray, shape: tuple[int, ...], width: float = 1.1, height: float = 1.0
+) -> np.ndarray:
+    """An ellipse from the 5 points: centred between the eye centre and the mouth centre, turned with
+    the eye line; half-width ``width`` × the eye distance, half-height ``height`` × the eye–mouth
+    distance (the defaults reach from the brows to the chin on an ArcFace-aligned face)."""
+    lm = _check(landmarks5, (5, 68))
+    if len(lm) == 68:
+        lm = landmarks_68_to_5(lm)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive, got {width}, {height}")
+    eyes, mouth = lm[:2].mean(0), lm[3:5].mean(0)
+    centre = (eyes + mouth) / 2
+    eye_vector = lm[1] - lm[0]
+    angle = float(np.degrees(np.arctan2(eye_vector[1], eye_vector[0])))
+    axes = (width * float(np.linalg.norm(eye_vector)), height * float(np.linalg.norm(mouth - eyes)))
+    centre_fixed = tuple(int(v) for v in _fixed(centre[None])[0])
+    axes_fixed = tuple(int(round(v * _SS * (1 << _SHIFT))) for v in axes)
+    return _supersampled(
+        _shape(shape),
+        lambda canvas: cv2.ellipse(
+            canvas, centre_fixed, axes_fixed, angle, 0, 360, 255, -1, cv2.LINE_8, _SHIFT
+        ),
+    )
+
+
+def face_mask(
+    landmarks: np.ndarray, shape: tuple[int, ...], kind: str = "hull", extend: float = 0.3
+) -> np.ndarray:
+    """``hull`` / ``extended`` (need 68 points; ``extend`` for the latter) or ``ellipse`` (5 or 68)."""
+    if kind == "ellipse":
+        return ellipse_mask(landmarks, shape)
+    if kind in ("hull", "extended"):
+        if len(landmarks) != 68:
+            raise ValueError(
+                f"a {kind} mask needs 68 landmarks (dlib), got {len(landmarks)}: use kind='ellipse' with "
+                "5-point detectors such as YuNet, or add a DlibLandmarker"
+            )
+        return hull_mask(landmarks, shape, extend if kind == "extended" else 0.0)
+    raise ValueError(f"unknown mask kind {kind!r}; choose one of {MASK_KINDS}")
+
+
+def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:
+    """Soften a mask's edge over about ``radius`` pixels. ``inside`` first erodes by ``radius`` so
+    the soft edge stays within the original mask (nothing outside it is touched when blending)."""
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    m = np.asarray(mask, dtype=np.float32)
+    if radius == 0:
+        return m.copy()
+    r = int(np.ceil(radius))
+    if inside:
+        m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    # sigma = radius / 2 puts ~95 % of the ramp within ±radius of the edge
+    return np.clip(cv2.GaussianBlur(m, (2 * r + 1, 2 * r + 1), radius / 2.0), 0.0, 1.0)
