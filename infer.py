@@ -19,15 +19,24 @@ def main(cfg: DictConfig) -> None:
     try:
         model, run_cfg = load_model(cfg.run, cfg.checkpoint, pick_device(cfg.device))
         report = swap_folder(
-            model, cfg.input, cfg.output, image_size=run_cfg.image_size, direction=cfg.direction,
-            batch_size=cfg.batch_size, overwrite=cfg.overwrite, progress=cfg.progress,
+            model,
+            cfg.input,
+            cfg.output,
+            image_size=run_cfg.image_size,
+            direction=cfg.direction,
+            batch_size=cfg.batch_size,
+            overwrite=cfg.overwrite,
+            progress=cfg.progress,
         )
     except (FileNotFoundError, ValueError) as err:
         log.error("%s", err)
         sys.exit(2)
     log.info(
         "wrote %d image(s) to %s; kept %d existing (overwrite=true replaces them); %d unreadable",
-        len(report.written), cfg.output, len(report.skipped_existing), len(report.unreadable),
+        len(report.written),
+        cfg.output,
+        len(report.skipped_existing),
+        len(report.unreadable),
     )
     if not report.written and not report.skipped_existing:
         sys.exit(1)

@@ -39,6 +39,10 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
     """Run an entry point in a fresh interpreter (Hydra and DDP state stay out of the test process)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, str(ROOT / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )

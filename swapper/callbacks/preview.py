@@ -16,7 +16,9 @@ from torch import Tensor
 def make_grid(rows: list[Tensor], padding: int = 2) -> np.ndarray:
     """Rows of (K, 3, H, W) images in [0, 1] → one (H', W', 3) uint8 image, a row per tensor."""
     k, _, h, w = rows[0].shape
-    grid = np.ones(((h + padding) * len(rows) + padding, (w + padding) * k + padding, 3), dtype=np.uint8) * 255
+    grid = (
+        np.ones(((h + padding) * len(rows) + padding, (w + padding) * k + padding, 3), dtype=np.uint8) * 255
+    )
     for r, row in enumerate(rows):
         images = (row.detach().float().clamp(0, 1).cpu().numpy().transpose(0, 2, 3, 1) * 255).round()
         for c in range(k):
@@ -26,7 +28,10 @@ def make_grid(rows: list[Tensor], padding: int = 2) -> np.ndarray:
 
 
 class SwapPreview(L.Callback):
-    """Renders ``module.preview_rows(a, b)`` for K fixed validation faces every ``every_n_steps``.
+    """Renders ``module.preview_rows(batch)`` for K fixed validation items every ``every_n_steps``.
+
+    The module decides the layout: labelled rows of (K, 3, H, W) images (the per-pair modules
+    show A, A→A, A→B / B, B→B, B→A; identity injection shows a K×K source × target grid).
 
     Files go to ``<dirpath>/step_XXXXXXX.png`` and ``latest.png``; a W&B logger also receives the
     grid under ``preview/swaps``.
@@ -64,7 +69,7 @@ class SwapPreview(L.Callback):
         pl_module.eval()
         with torch.no_grad():
             batch = {k: v.to(pl_module.device) for k, v in self.fixed.items()}
-            rows = pl_module.preview_rows(**{k: batch[k] for k in ("a", "b") if k in batch})
+            rows = pl_module.preview_rows(batch)
         pl_module.train(was_training)
         grid = make_grid([images for _, images in rows])
         self.dirpath.mkdir(parents=True, exist_ok=True)

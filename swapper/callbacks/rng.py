@@ -16,7 +16,7 @@ class RNGStateCheckpoint(L.Callback):
     def state_dict(self) -> dict[str, Any]:
         # plain ints, lists and tensors only, so checkpoints load with torch.load(weights_only=True)
         version, internal, gauss = random.getstate()
-        name, keys, pos, has_gauss, cached = np.random.get_state()
+        name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global stream
         state = {
             "python": [version, list(internal), gauss],
             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
@@ -30,7 +30,7 @@ class RNGStateCheckpoint(L.Callback):
         version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
         name, keys, pos, has_gauss, cached = state_dict["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -38,7 +38,9 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a swapper run directory (outputs/<name>/<time>)?")
+        raise FileNotFoundError(
+            f"{run_dir} has no config.yaml: is it a swapper run directory (outputs/<name>/<time>)?"
+        )
     return OmegaConf.load(path)
 
 
@@ -71,14 +73,23 @@ def load_model(
     missing = sorted(expected - state.keys())
     unexpected = sorted(state.keys() - expected)
     own = module.state_dict()
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in sorted(expected & state.keys()) if state[k].shape != own[k].shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(expected & state.keys())
+        if state[k].shape != own[k].shape
+    ]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"checkpoint {ckpt_path} does not match the model built from {run_dir / 'config.yaml'}:\n"
-            + "".join(f"  {title}: {items[:8]}{' …' if len(items) > 8 else ''}\n"
-                      for title, items in (("missing", missing), ("unexpected", unexpected),
-                                           ("shape mismatch", mismatched)) if items)
+            + "".join(
+                f"  {title}: {items[:8]}{' …' if len(items) > 8 else ''}\n"
+                for title, items in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("shape mismatch", mismatched),
+                )
+                if items
+            )
         )
     module.load_state_dict(state, strict=False)
     return module.to(device).eval(), cfg

@@ -25,8 +25,19 @@ from torch import Tensor, nn
 #   discriminator   the discriminator module (for penalties that re-run it)
 #   step            the global step (for lazy regularisation)
 STEP_KEYS = (
-    "fake", "real", "input", "source", "mask", "cycled", "same_identity",
-    "fake_logits", "real_logits", "fake_features", "real_features", "discriminator", "step",
+    "fake",
+    "real",
+    "input",
+    "source",
+    "mask",
+    "cycled",
+    "same_identity",
+    "fake_logits",
+    "real_logits",
+    "fake_features",
+    "real_features",
+    "discriminator",
+    "step",
 )
 
 

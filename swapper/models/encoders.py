@@ -62,5 +62,7 @@ class DeepfakesEncoder(nn.Module):
                 "(and data.image_size) to the size of your face crops"
             )
         h = self.convs(x)  # (B, 1024, s/16, s/16)
-        z = self.dense(h).view(-1, self.latent_channels, self.latent_size, self.latent_size)  # (B, 1024, 4, 4)
+        z = self.dense(h).view(
+            -1, self.latent_channels, self.latent_size, self.latent_size
+        )  # (B, 1024, 4, 4)
         return self.upscale(z)  # (B, 512, 8, 8)

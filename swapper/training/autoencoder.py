@@ -8,11 +8,18 @@ from collections.abc import Mapping
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from swapper.models.decoders import split_rgba
-from swapper.training.common import OptimizerFactory, SchedulerFactory, loss_dict, weighted_sum
+from swapper.training.common import (
+    OptimizerFactory,
+    SchedulerFactory,
+    loss_dict,
+    step_uncounted,
+    weighted_sum,
+)
 
 SIDES = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
@@ -43,6 +50,7 @@ class PerPairAutoencoder(L.LightningModule):
         adversarial_on: str = "reconstruction",
         cycle: bool = False,
         gradient_clip_val: float | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         if adversarial_on not in ("reconstruction", "swap"):
@@ -51,11 +59,15 @@ class PerPairAutoencoder(L.LightningModule):
             raise ValueError("give a discriminator for both identities or for neither")
         if discriminator_a is not None and discriminator_optimizer is None:
             raise ValueError("discriminators need a discriminator_optimizer")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
         self.automatic_optimization = False
         self.encoder = encoder
         self.decoders = nn.ModuleDict({"a": decoder_a, "b": decoder_b})
         self.discriminators = (
-            nn.ModuleDict({"a": discriminator_a, "b": discriminator_b}) if discriminator_a is not None else None
+            nn.ModuleDict({"a": discriminator_a, "b": discriminator_b})
+            if discriminator_a is not None
+            else None
         )
         self.losses = loss_dict(losses)
         self.augmentation = augmentation if augmentation is not None else nn.Identity()
@@ -65,6 +77,15 @@ class PerPairAutoencoder(L.LightningModule):
         self.adversarial_on = adversarial_on
         self.cycle = cycle
         self.gradient_clip_val = gradient_clip_val
+        # An exponential moving average of the generator (encoder + decoders): smoother results,
+        # used for validation, previews and inference whenever the module is in eval mode.
+        self.ema = None
+        if ema_decay is not None:
+            generator = nn.ModuleDict({"encoder": self.encoder, "decoders": self.decoders})
+            self.ema = AveragedModel(
+                generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            self.ema.requires_grad_(False)
         self.val_rec_l1 = MeanAbsoluteError()
         self.val_swap_l1 = MeanAbsoluteError()
         self.val_swap_psnr = PeakSignalNoiseRatio(data_range=1.0)
@@ -72,10 +93,15 @@ class PerPairAutoencoder(L.LightningModule):
         self.val_baseline_psnr = PeakSignalNoiseRatio(data_range=1.0)
 
     # ---- the model as users call it -------------------------------------------------------
-    def decode(self, faces: Tensor, identity: str, background: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def decode(
+        self, faces: Tensor, identity: str, background: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """Encode ``faces`` and decode them as ``identity``; an RGBA decoder's mask composites the
         colour over ``background`` (default: the input faces). Returns (image, mask or None)."""
-        rgb, mask = split_rgba(self.decoders[identity](self.encoder(faces)))
+        encoder, decoders = self.encoder, self.decoders
+        if self.ema is not None and not self.training:
+            encoder, decoders = self.ema.module["encoder"], self.ema.module["decoders"]
+        rgb, mask = split_rgba(decoders[identity](encoder(faces)))
         if mask is None:
             return rgb, None
         background = faces if background is None else background
@@ -90,10 +116,16 @@ class PerPairAutoencoder(L.LightningModule):
     def forward(self, faces: Tensor, direction: str = "a2b") -> Tensor:
         return self.swap(faces, direction)
 
-    def preview_rows(self, a: Tensor, b: Tensor) -> list[tuple[str, Tensor]]:
+    def preview_rows(self, batch: Mapping[str, Tensor]) -> list[tuple[str, Tensor]]:
+        """Labelled rows of the preview grid for a fixed batch (see SwapPreview)."""
+        a, b = batch["a"], batch["b"]
         return [
-            ("A", a), ("A→A", self.decode(a, "a")[0]), ("A→B", self.swap(a, "a2b")),
-            ("B", b), ("B→B", self.decode(b, "b")[0]), ("B→A", self.swap(b, "b2a")),
+            ("A", a),
+            ("A→A", self.decode(a, "a")[0]),
+            ("A→B", self.swap(a, "a2b")),
+            ("B", b),
+            ("B→B", self.decode(b, "b")[0]),
+            ("B→A", self.swap(b, "b2a")),
         ]
 
     # ---- training ---------------------------------------------------------------------------
@@ -106,10 +138,17 @@ class PerPairAutoencoder(L.LightningModule):
             fake, mask = self.decode(warped, side)
             if fake.shape != target.shape:
                 raise ValueError(
-                    f"the decoder makes {tuple(fake.shape[-2:])} images from {tuple(target.shape[-2:])} faces: "
+                    f"the decoder makes {tuple(fake.shape[-2:])} images from "
+                    f"{tuple(target.shape[-2:])} faces: "
                     "encoder latent_size × 2 × the decoder's upsampling must equal image_size"
                 )
-            steps[side] = {"fake": fake, "real": target, "input": target, "mask": mask, "step": self.global_step}
+            steps[side] = {
+                "fake": fake,
+                "real": target,
+                "input": target,
+                "mask": mask,
+                "step": self.global_step,
+            }
         if self.cycle or (self.discriminators is not None and self.adversarial_on == "swap"):
             for side in SIDES:
                 other = OTHER[side]
@@ -136,24 +175,39 @@ class PerPairAutoencoder(L.LightningModule):
                 real, fake = steps[side]["real"], self._adversarial_fake(steps[side]).detach()
                 real_logits, _ = disc(real)
                 fake_logits, _ = disc(fake)
-                d_steps.append({"real": real, "fake": fake, "real_logits": real_logits,
-                                "fake_logits": fake_logits, "discriminator": disc, "step": self.global_step})
+                d_steps.append(
+                    {
+                        "real": real,
+                        "fake": fake,
+                        "real_logits": real_logits,
+                        "fake_logits": fake_logits,
+                        "discriminator": disc,
+                        "step": self.global_step,
+                    }
+                )
             d_total, d_values = weighted_sum(self.losses, "discriminator", d_steps)
             if d_total is not None:
                 self.toggle_optimizer(opt_d)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_total)
                 self._clip(opt_d)
-                opt_d.step()
+                step_uncounted(opt_d)
                 self.untoggle_optimizer(opt_d)
                 self._log_phase("d", d_total, d_values)
+            # how well D separates real from fake (mean logit over scales and both identities)
+            self.log("train/d/real_score", _mean_logit(s["real_logits"] for s in d_steps))
+            self.log("train/d/fake_score", _mean_logit(s["fake_logits"] for s in d_steps))
             for side in SIDES:  # the generator phase needs D's view of the (attached) fakes
                 disc = self.discriminators[side]
                 fake_logits, fake_features = disc(self._adversarial_fake(steps[side]))
                 with torch.no_grad():
                     real_logits, real_features = disc(steps[side]["real"])
-                steps[side].update(fake_logits=fake_logits, fake_features=fake_features,
-                                   real_logits=real_logits, real_features=real_features)
+                steps[side].update(
+                    fake_logits=fake_logits,
+                    fake_features=fake_features,
+                    real_logits=real_logits,
+                    real_features=real_features,
+                )
 
         g_total, g_values = weighted_sum(self.losses, "generator", steps.values())
         if g_total is None:
@@ -168,13 +222,17 @@ class PerPairAutoencoder(L.LightningModule):
         opt_g.step()
         if self.discriminators is not None:
             self.untoggle_optimizer(opt_g)
+        if self.ema is not None:
+            self.ema.update_parameters(nn.ModuleDict({"encoder": self.encoder, "decoders": self.decoders}))
         for scheduler in self._schedulers():
             scheduler.step()
         self._log_phase("g", g_total, g_values, prog_bar=True)
 
     def _clip(self, optimizer) -> None:
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
 
     def _schedulers(self) -> list:
         schedulers = self.lr_schedulers()
@@ -182,11 +240,12 @@ class PerPairAutoencoder(L.LightningModule):
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
-    def _log_phase(self, phase: str, total: Tensor, values: dict[str, Tensor], prog_bar: bool = False) -> None:
-        batch_size = None
-        self.log(f"train/{phase}/total", total.detach(), prog_bar=prog_bar, batch_size=batch_size)
+    def _log_phase(
+        self, phase: str, total: Tensor, values: dict[str, Tensor], prog_bar: bool = False
+    ) -> None:
+        self.log(f"train/{phase}/total", total.detach(), prog_bar=prog_bar)
         for name, value in values.items():
-            self.log(f"train/{phase}/{name}", value, batch_size=batch_size)
+            self.log(f"train/{phase}/{name}", value)
 
     # ---- validation ----------------------------------------------------------------------
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
@@ -215,3 +274,7 @@ class PerPairAutoencoder(L.LightningModule):
             return optimizers
         schedulers = [{"scheduler": self.scheduler_factory(opt), "interval": "step"} for opt in optimizers]
         return optimizers, schedulers
+
+
+def _mean_logit(per_step_logits) -> Tensor:
+    return torch.stack([logits.detach().mean() for scales in per_step_logits for logits in scales]).mean()

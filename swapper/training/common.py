@@ -13,6 +13,26 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 
 
+def step_uncounted(optimizer) -> None:
+    """Step a Lightning optimizer without advancing ``trainer.global_step``.
+
+    Under manual optimization Lightning counts every optimizer step, so a discriminator step plus
+    a generator step would advance ``global_step`` by 2 per batch and silently halve
+    ``max_steps``, checkpoint and preview intervals. Only the generator step counts here, so one
+    batch is one step whatever the number of optimizers. (Uses Lightning's step hooks.)
+    """
+    hooks = optimizer._on_before_step, optimizer._on_after_step
+    optimizer._on_before_step = optimizer._on_after_step = _nothing
+    try:
+        optimizer.step()
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = hooks
+
+
+def _nothing() -> None:
+    return None
+
+
 def loss_dict(losses: Mapping[str, nn.Module] | None) -> nn.ModuleDict:
     """Validate the configured loss terms (a name → :class:`LossTerm` mapping from YAML)."""
     terms = dict(losses or {})

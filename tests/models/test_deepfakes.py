@@ -43,7 +43,9 @@ def test_upscale_is_pixel_shuffle_depth_to_space():
 
 
 def test_encoder_rejects_wrong_image_size_clearly():
-    encoder = DeepfakesEncoder(image_size=64, widths=(8, 8, 8, 8), bottleneck=8, latent_channels=8, out_channels=8)
+    encoder = DeepfakesEncoder(
+        image_size=64, widths=(8, 8, 8, 8), bottleneck=8, latent_channels=8, out_channels=8
+    )
     with pytest.raises(ValueError, match=r"built for \(B, 3, 64, 64\).*got \(1, 3, 128, 128\)"):
         encoder(torch.rand(1, 3, 128, 128))
     with pytest.raises(ValueError, match="multiple of 16"):
@@ -64,4 +66,4 @@ def test_dense_bottleneck_removes_spatial_shortcut():
     encoder = DeepfakesEncoder(widths=(8, 8, 8, 8), bottleneck=8, latent_channels=8, out_channels=8)
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
     encoder(x)[0, :, 0, 0].sum().backward()
-    assert (x.grad[0, :, 48:, 48:].abs().sum() > 0)  # a corner of the output sees the far corner
+    assert x.grad[0, :, 48:, 48:].abs().sum() > 0  # a corner of the output sees the far corner

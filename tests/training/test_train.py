@@ -24,7 +24,9 @@ EXPERIMENTS = sorted(f.stem for f in (CONF / "experiment").glob("*.yaml"))
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_of_every_experiment(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}", "debug=fdr", "logger=none", "data.batch_size=2"], tmp_path)
+    cfg = compose_train(
+        [f"experiment={experiment}", "debug=fdr", "logger=none", "data.batch_size=2"], tmp_path
+    )
     allow_random_weights(cfg)
     metrics = run(cfg)
     assert metrics, "fast_dev_run logged nothing"
@@ -34,8 +36,14 @@ def test_fast_dev_run_of_every_experiment(experiment, tmp_path):
 def test_tiny_model_overfits_a_few_faces():
     torch.manual_seed(0)
     module = PerPairAutoencoder(
-        encoder=DeepfakesEncoder(image_size=32, widths=(16, 32, 64, 64), bottleneck=64, latent_size=2,
-                                 latent_channels=64, out_channels=32),
+        encoder=DeepfakesEncoder(
+            image_size=32,
+            widths=(16, 32, 64, 64),
+            bottleneck=64,
+            latent_size=2,
+            latent_channels=64,
+            out_channels=32,
+        ),
         decoder_a=DeepfakesDecoder(in_channels=32, widths=(32, 16, 16)),
         decoder_b=DeepfakesDecoder(in_channels=32, widths=(32, 16, 16)),
         losses={"l1": L1Loss()},
@@ -81,8 +89,9 @@ def test_resume_continues_at_the_right_step_with_the_same_optimizer(tmp_path):
             captured["step"] = trainer.global_step
             captured["optimizer"] = trainer.optimizers[0].state_dict()
 
-    second = compose_train(["debug=tiny", "logger=csv", "trainer.max_steps=6", f"ckpt_path={ckpt}"],
-                           tmp_path / "second")
+    second = compose_train(
+        ["debug=tiny", "logger=csv", "trainer.max_steps=6", f"ckpt_path={ckpt}"], tmp_path / "second"
+    )
     from hydra.utils import instantiate
 
     trainer_cfg = second.trainer
@@ -102,7 +111,9 @@ def test_resume_continues_at_the_right_step_with_the_same_optimizer(tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    cfg = compose_train(["debug=tiny", "logger=none", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path / "run")
+    cfg = compose_train(
+        ["debug=tiny", "logger=none", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path / "run"
+    )
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         run(cfg)
 
@@ -139,9 +150,15 @@ def test_cli_bad_config_gives_a_clear_error(override, message, tmp_path):
 def test_cli_empty_data_folder_is_a_clear_error(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    result = run_script("train.py", "data=pairs", f"data.train.folder_a={tmp_path / 'a'}",
-                        f"data.train.folder_b={tmp_path / 'b'}", "debug=fdr", "logger=none",
-                        f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_script(
+        "train.py",
+        "data=pairs",
+        f"data.train.folder_a={tmp_path / 'a'}",
+        f"data.train.folder_b={tmp_path / 'b'}",
+        "debug=fdr",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert result.returncode != 0
     assert f"face folder {tmp_path / 'a'} holds no images" in result.stderr + result.stdout
 
@@ -154,14 +171,26 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert (out / "checkpoints" / "last.ckpt").is_file()
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4
-    assert "world_size=2" in result.stdout + result.stderr or "distributed_backend=gloo" in result.stdout + result.stderr
+    assert (
+        "world_size=2" in result.stdout + result.stderr
+        or "distributed_backend=gloo" in result.stdout + result.stderr
+    )
 
 
 def test_multirun_over_two_values(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_script("train.py", "-m", "debug=tiny", "logger=csv", "trainer.max_steps=2",
-                        "optimizer.generator.lr=1e-3,1e-4", f"hydra.sweep.dir={sweep}")
+    result = run_script(
+        "train.py",
+        "-m",
+        "debug=tiny",
+        "logger=csv",
+        "trainer.max_steps=2",
+        "optimizer.generator.lr=1e-3,1e-4",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    lrs = sorted(float((sweep / str(i) / "config.yaml").read_text().split("lr: ")[1].split()[0]) for i in (0, 1))
+    lrs = sorted(
+        float((sweep / str(i) / "config.yaml").read_text().split("lr: ")[1].split()[0]) for i in (0, 1)
+    )
     assert lrs == [1e-4, 1e-3]
     assert all((sweep / str(i) / "checkpoints" / "last.ckpt").is_file() for i in (0, 1))
