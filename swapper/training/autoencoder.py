@@ -12,6 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from swapper.data.augmentation import PairAugmentation
 from swapper.models.decoders import split_rgba
 from swapper.training.common import (
     OptimizerFactory,
@@ -70,7 +71,7 @@ class PerPairAutoencoder(L.LightningModule):
             else None
         )
         self.losses = loss_dict(losses)
-        self.augmentation = augmentation if augmentation is not None else nn.Identity()
+        self.augmentation = augmentation if augmentation is not None else PairAugmentation()
         self.optimizer_factory = optimizer
         self.discriminator_optimizer_factory = discriminator_optimizer
         self.scheduler_factory = scheduler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_resume_continues_at_the_right_step_with_the_same_optimizer(tmp_path):
     class Capture(L.Callback):
         def on_train_start(self, trainer, pl_module):
             captured["step"] = trainer.global_step
-            captured["optimizer"] = trainer.optimizers[0].state_dict()
+            captured["optimizer"] = copy.deepcopy(trainer.optimizers[0].state_dict())
 
     second = compose_train(
         ["debug=tiny", "logger=csv", "trainer.max_steps=6", f"ckpt_path={ckpt}"], tmp_path / "second"
@@ -130,7 +131,7 @@ def test_cli_run_writes_config_checkpoints_previews_csv_and_wandb(tmp_path):
     assert any(r.get("val/swap_l1") for r in rows) and any(r.get("train/g/l1") for r in rows)
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
-    assert list((runs[0] / "files" / "media" / "images").glob("*.png"))  # the preview went to W&B
+    assert list((runs[0] / "files" / "media" / "images").rglob("*.png"))  # the preview went to W&B
 
 
 @pytest.mark.parametrize(
@@ -194,3 +195,112 @@ def test_multirun_over_two_values(tmp_path):
     )
     assert lrs == [1e-4, 1e-3]
     assert all((sweep / str(i) / "checkpoints" / "last.ckpt").is_file() for i in (0, 1))
+
+
+def tiny_gan(lr_g: float, lr_d: float) -> PerPairAutoencoder:
+    from swapper.losses.adversarial import AdversarialLoss
+    from swapper.models.discriminators import PatchDiscriminator
+
+    def disc() -> PatchDiscriminator:
+        return PatchDiscriminator(base_channels=8, num_layers=1, norm="none")
+
+    return PerPairAutoencoder(
+        encoder=DeepfakesEncoder(
+            image_size=32, widths=(8, 8, 8, 8), bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
+        ),
+        decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+        decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+        losses={"l1": L1Loss(), "adversarial": AdversarialLoss(form="lsgan")},
+        optimizer=lambda p: torch.optim.SGD(p, lr=lr_g),
+        discriminator_a=disc(),
+        discriminator_b=disc(),
+        discriminator_optimizer=lambda p: torch.optim.SGD(p, lr=lr_d),
+    )
+
+
+def fit_gan(module: PerPairAutoencoder, steps: int):
+    import lightning as L
+
+    from swapper.data.datamodule import FaceDataModule
+
+    data = FaceDataModule(SyntheticPairDataset(image_size=32, length=16), batch_size=2)
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule=data)
+    return trainer
+
+
+@pytest.mark.parametrize("frozen", ["generator", "discriminator"])
+def test_gan_each_optimizer_updates_only_its_own_network(frozen):
+    torch.manual_seed(0)
+    module = tiny_gan(
+        lr_g=0.0 if frozen == "generator" else 0.1, lr_d=0.0 if frozen == "discriminator" else 0.1
+    )
+    gen = {k: v.clone() for k, v in module.state_dict().items() if k.startswith(("encoder", "decoders"))}
+    disc = {k: v.clone() for k, v in module.state_dict().items() if k.startswith("discriminators")}
+    fit_gan(module, steps=2)
+    state = module.state_dict()
+    gen_changed = any(not torch.equal(state[k], v) for k, v in gen.items())
+    disc_changed = any(not torch.equal(state[k], v) for k, v in disc.items())
+    assert (gen_changed, disc_changed) == ((False, True) if frozen == "generator" else (True, False))
+
+
+def test_gan_global_step_counts_batches_not_optimizer_steps():
+    trainer = fit_gan(tiny_gan(0.01, 0.01), steps=3)
+    assert trainer.global_step == 3
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 3
+    logged = trainer.callback_metrics
+    for key in (
+        "train/g/l1",
+        "train/g/adversarial",
+        "train/d/adversarial",
+        "train/d/real_score",
+        "train/d/fake_score",
+        "train/g/total",
+        "train/d/total",
+    ):
+        assert key in logged, key
+
+
+def test_ema_weights_drive_evaluation():
+    module = tiny_gan(0.1, 0.1)
+    module = PerPairAutoencoder(
+        encoder=module.encoder,
+        decoder_a=module.decoders["a"],
+        decoder_b=module.decoders["b"],
+        losses={"l1": L1Loss()},
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.5),
+        ema_decay=0.5,
+    )
+    fit_gan(module, steps=2)
+    x = torch.rand(2, 3, 32, 32)
+    module.train()
+    raw = module.swap(x)
+    module.eval()
+    ema = module.swap(x)
+    assert not torch.allclose(raw, ema)  # eval mode uses the averaged generator
+    assert module.ema.n_averaged.item() == 2
+
+
+@pytest.mark.ddp
+def test_gan_ddp_on_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp_gan"
+    result = run_script(
+        "train.py",
+        "experiment=cyclegan",
+        "trainer=ddp_cpu",
+        "debug=tiny",
+        "logger=csv",
+        f"hydra.run.dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 4
+    assert len(saved["optimizer_states"]) == 2
