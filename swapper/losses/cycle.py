@@ -14,7 +14,7 @@ class CycleLoss(LossTerm):
     def generator_loss(self, cycled: Tensor | None = None, input: Tensor | None = None, **_) -> Tensor:
         if cycled is None or input is None:
             raise ValueError("CycleLoss needs `cycled` and `input`: use it with a module that runs the cycle")
-        return F.l1_loss(cycled, input)
+        return F.l1_loss(cycled, input.detach())
 
 
 __all__ = ["CycleLoss"]

@@ -24,7 +24,7 @@ class L1Loss(LossTerm):
         self.same_identity_only = same_identity_only
 
     def generator_loss(self, fake: Tensor, real: Tensor, same_identity: Tensor | None = None, **_) -> Tensor:
-        per_sample = (fake - real).abs().flatten(1).mean(1)
+        per_sample = (fake - real.detach()).abs().flatten(1).mean(1)  # the target is data, never trained
         return _masked_mean(per_sample, same_identity if self.same_identity_only else None)
 
 
@@ -36,7 +36,7 @@ class L2Loss(LossTerm):
         self.same_identity_only = same_identity_only
 
     def generator_loss(self, fake: Tensor, real: Tensor, same_identity: Tensor | None = None, **_) -> Tensor:
-        per_sample = F.mse_loss(fake, real, reduction="none").flatten(1).mean(1)
+        per_sample = F.mse_loss(fake, real.detach(), reduction="none").flatten(1).mean(1)
         return _masked_mean(per_sample, same_identity if self.same_identity_only else None)
 
 

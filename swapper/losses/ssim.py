@@ -21,7 +21,7 @@ class SSIMLoss(LossTerm):
         self.window_size = int(window_size)
 
     def generator_loss(self, fake: Tensor, real: Tensor, **_) -> Tensor:
-        return ssim_loss(fake, real, self.window_size, max_val=1.0)
+        return ssim_loss(fake, real.detach(), self.window_size, max_val=1.0)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, window_size={self.window_size}"

@@ -394,3 +394,51 @@ def test_loss_config_instantiates_and_runs(path):
     results = [term.generator_loss(**step), term.discriminator_loss(**step)]
     values = [r for r in results if r is not None]
     assert values and all(v.dim() == 0 and torch.isfinite(v) for v in values)
+
+
+def _term_from_config(path: Path):
+    node = OmegaConf.load(path)[path.stem]
+    kwargs = {}
+    if "network" in node:
+        node.network = None
+        kwargs["network"] = ScaledFeatures()
+    return instantiate(node, **kwargs)
+
+
+GENERATOR_INPUTS = ("fake", "mask", "cycled")  # what the generator produced: gradients may reach these
+FIXED_INPUTS = ("real", "input", "source")  # data: a generator loss must never send gradients here
+
+
+@pytest.mark.parametrize("path", LOSS_CONFS, ids=lambda p: p.stem)
+def test_every_loss_sends_gradients_only_where_it_should(path):
+    term = _term_from_config(path)
+    step = _step()
+    for key in GENERATOR_INPUTS + FIXED_INPUTS:
+        step[key] = step[key].detach().requires_grad_(True)
+    d = step["discriminator"]
+    step["fake_logits"], step["fake_features"] = d(step["fake"])
+    step["real_logits"], step["real_features"] = d(step["real"])
+
+    g = term.generator_loss(**step)
+    if g is not None:
+        assert g.dim() == 0 and torch.isfinite(g)
+        d.zero_grad(set_to_none=True)
+        g.backward()
+        assert any(step[k].grad is not None and step[k].grad.abs().sum() > 0 for k in GENERATOR_INPUTS)
+        leaked = [k for k in FIXED_INPUTS if step[k].grad is not None and step[k].grad.abs().sum() > 0]
+        assert not leaked, f"gradients reached the data: {leaked}"
+
+    # the discriminator phase sees detached fakes; its loss must train D and touch no image
+    d_step = _step()
+    fake = d_step["fake"].detach().requires_grad_(True)
+    real = d_step["real"].detach().requires_grad_(True)
+    d.zero_grad(set_to_none=True)
+    d_step.update(fake=fake.detach(), real=real.detach(), discriminator=d)
+    d_step["fake_logits"], _ = d(d_step["fake"])
+    d_step["real_logits"], _ = d(d_step["real"])
+    value = term.discriminator_loss(**d_step)
+    if value is not None:
+        assert value.dim() == 0 and torch.isfinite(value)
+        value.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters())
+        assert fake.grad is None and real.grad is None

@@ -332,3 +332,22 @@ def test_frozen_weights_stay_out_of_training_checkpoints():
     torch.testing.assert_close(other.head.weight, holder.head.weight)
     for key, value in other.identity.state_dict().items():
         torch.testing.assert_close(value, frozen_before[key])  # untouched by the parent's load
+
+
+class _Planted:
+    """A pickle payload that runs code when unpickled (what a malicious 'checkpoint' does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "backbone.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "payload": _Planted(marker)}, path)
+    with pytest.raises(ValueError, match="backbone.pth"):
+        load_state_dict_file(path, source_hint="test")
+    assert not marker.exists()  # weights_only loading never executed the payload
