@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,7 +37,9 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fit (and validate) as configured; returns the final logged metrics."""
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+    # "last": this run directory's newest checkpoints/last*.ckpt if there is one (a requeued job), else a
+    # fresh start; "hpc": Lightning's SLURM checkpoint. Anything else must be a file.
+    if cfg.get("ckpt_path") not in (None, "last", "hpc") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path {cfg.ckpt_path} does not exist: give a .ckpt file to resume from")
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -62,4 +65,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
             finalize = getattr(logger, "finalize", None)
             if finalize is not None:
                 finalize("success")
+            if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+                # close the W&B run: the next job of an in-process multirun (basic launcher, Optuna)
+                # would otherwise log into this one
+                logger.experiment.finish()
     return metrics

@@ -23,6 +23,7 @@ from swapper.training.common import (
 )
 
 SIDES = ("a", "b")
+MAX_NONFINITE_IN_A_ROW = 20
 OTHER = {"a": "b", "b": "a"}
 
 
@@ -78,6 +79,7 @@ class PerPairAutoencoder(L.LightningModule):
         self.adversarial_on = adversarial_on
         self.cycle = cycle
         self.gradient_clip_val = gradient_clip_val
+        self._nonfinite_in_a_row = 0
         # An exponential moving average of the generator (encoder + decoders): smoother results,
         # used for validation, previews and inference whenever the module is in eval mode.
         self.ema = None
@@ -188,12 +190,7 @@ class PerPairAutoencoder(L.LightningModule):
                 )
             d_total, d_values = weighted_sum(self.losses, "discriminator", d_steps)
             if d_total is not None:
-                self.toggle_optimizer(opt_d)
-                opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(d_total)
-                self._clip(opt_d)
-                step_uncounted(opt_d)
-                self.untoggle_optimizer(opt_d)
+                self._update(opt_d, d_total, counted=False)
                 self._log_phase("d", d_total, d_values)
             # how well D separates real from fake (mean logit over scales and both identities)
             self.log("train/d/real_score", _mean_logit(s["real_logits"] for s in d_steps))
@@ -213,23 +210,41 @@ class PerPairAutoencoder(L.LightningModule):
         g_total, g_values = weighted_sum(self.losses, "generator", steps.values())
         if g_total is None:
             raise RuntimeError("no configured loss term produced a generator loss")
-        if not torch.isfinite(g_total):
-            raise FloatingPointError(f"generator loss is {g_total.item()} at step {self.global_step}")
-        if self.discriminators is not None:
-            self.toggle_optimizer(opt_g)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_total)
-        self._clip(opt_g)
-        opt_g.step()
-        if self.discriminators is not None:
-            self.untoggle_optimizer(opt_g)
-        if self.ema is not None:
+        self._log_phase("g", g_total, g_values, prog_bar=True)
+        if self._update(opt_g, g_total, counted=True) and self.ema is not None:
             self.ema.update_parameters(nn.ModuleDict({"encoder": self.encoder, "decoders": self.decoders}))
         for scheduler in self._schedulers():
             scheduler.step()
-        self._log_phase("g", g_total, g_values, prog_bar=True)
 
-    def _clip(self, optimizer) -> None:
+    def _update(self, optimizer, loss: Tensor, counted: bool) -> bool:
+        """Backward and step one network's optimizer (the other network's parameters are toggled
+        off). A non-finite loss never reaches the weights: the step is skipped and NaNGuard, which
+        sees the logged value, stops the run with the last good checkpoint intact."""
+        if not torch.isfinite(loss):
+            self._nonfinite_in_a_row += 1
+            if (
+                self._nonfinite_in_a_row > MAX_NONFINITE_IN_A_ROW
+            ):  # no NaNGuard configured: do not spin forever
+                raise FloatingPointError(
+                    f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.global_step}"
+                )
+            return False
+        self._nonfinite_in_a_row = 0
+        toggle = self.discriminators is not None
+        if toggle:
+            self.toggle_optimizer(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if counted:
+            optimizer.step()
+        else:
+            step_uncounted(optimizer)
+        if toggle:
+            self.untoggle_optimizer(optimizer)
+        return True
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms
         if self.gradient_clip_val:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"

@@ -1,0 +1,1 @@
+"""Experiment operations: reading run directories, comparison tables and plots, W&B run identity."""
