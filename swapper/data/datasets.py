@@ -32,6 +32,7 @@ class SyntheticPairDataset(Dataset):
     """Two synthetic identities rendered with random attributes; item ``i`` is fixed by ``(seed, i)``.
 
     With ``with_truth`` each item also holds the exact swaps, which no real data set can give.
+    ``attribute_spread`` < 1 narrows pose, framing, lighting and background (see ``Attributes.sample``).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class SyntheticPairDataset(Dataset):
         length: int = 4096,
         seed: int = 0,
         with_truth: bool = False,
+        attribute_spread: float = 1.0,
     ) -> None:
         if identity_a == identity_b:
             raise ValueError(f"identity_a and identity_b must differ, both are {identity_a}")
@@ -53,6 +55,7 @@ class SyntheticPairDataset(Dataset):
         self.length = length
         self.seed = seed
         self.with_truth = with_truth
+        self.attribute_spread = attribute_spread
         self._renderer: FaceRenderer | None = None  # built lazily, once per worker process
 
     @property
@@ -66,7 +69,7 @@ class SyntheticPairDataset(Dataset):
 
     def attributes(self, index: int) -> tuple[Attributes, Attributes]:
         rng = np.random.default_rng([self.seed, index])
-        return Attributes.sample(rng), Attributes.sample(rng)
+        return Attributes.sample(rng, self.attribute_spread), Attributes.sample(rng, self.attribute_spread)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:

@@ -220,26 +220,31 @@ class Attributes:
     offset_y: float = 0.0
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> Attributes:
+    def sample(cls, rng: np.random.Generator, spread: float = 1.0) -> Attributes:
+        """Random attributes; ``spread`` in (0, 1] narrows every range around the frontal, neutral,
+        evenly lit, centred face on a mid-grey background (1 = the full ranges)."""
+        if not 0.0 < spread <= 1.0:
+            raise ValueError(f"spread must be in (0, 1], got {spread}")
         u = rng.uniform
-        grey = rng.uniform(0.15, 0.85)
-        bg = grey + rng.uniform(0.0, 0.6) * (rng.uniform(0.0, 1.0, 3) - grey)  # muted colour
-        bg2 = np.clip(bg + rng.normal(0.0, 0.15, 3), 0.0, 1.0)
+        k = spread
+        grey = 0.5 + k * rng.uniform(-0.35, 0.35)
+        bg = grey + k * rng.uniform(0.0, 0.6) * (rng.uniform(0.0, 1.0, 3) - grey)  # muted colour
+        bg2 = np.clip(bg + k * rng.normal(0.0, 0.15, 3), 0.0, 1.0)
         return cls(
-            yaw=u(-30.0, 30.0),
-            pitch=u(-20.0, 20.0),
-            roll=u(-15.0, 15.0),
+            yaw=k * u(-30.0, 30.0),
+            pitch=k * u(-20.0, 20.0),
+            roll=k * u(-15.0, 15.0),
             mouth_open=u() ** 2,  # mostly closed or ajar, sometimes wide open
             smile=u(),
             blink=u() ** 3,  # eyes mostly open
             light_azimuth=u(0.0, 360.0),
-            light_strength=u(0.0, 0.4),
+            light_strength=k * u(0.0, 0.4),
             background=_rgb(bg),
             background2=_rgb(bg2),
             background_angle=u(0.0, 360.0),
-            scale=u(0.95, 1.05),
-            offset_x=u(-0.05, 0.05),
-            offset_y=u(-0.05, 0.05),
+            scale=1.0 + k * u(-0.05, 0.05),
+            offset_x=k * u(-0.05, 0.05),
+            offset_y=k * u(-0.05, 0.05),
         )
 
     def pose_expression(self) -> np.ndarray:

@@ -248,3 +248,14 @@ def test_contact_sheet_written(renderer: FaceRenderer, tmp_path) -> None:
     assert cv2.imwrite(str(path), cv2.cvtColor(np.rint(sheet * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     back = cv2.imread(str(path))
     assert back is not None and back.shape == (8 * 64, 6 * 64, 3)
+
+
+def test_attribute_spread_narrows_every_range_and_rejects_bad_values():
+    rng = np.random.default_rng(0)
+    narrow = [Attributes.sample(rng, spread=0.5) for _ in range(200)]
+    assert max(abs(a.yaw) for a in narrow) <= 15.0 and max(abs(a.roll) for a in narrow) <= 7.5
+    assert max(abs(a.offset_x) for a in narrow) <= 0.025
+    assert max(abs(a.yaw) for a in narrow) > 10.0  # narrowed, not collapsed
+    for bad in (0.0, -1.0, 1.5):
+        with pytest.raises(ValueError, match="spread"):
+            Attributes.sample(rng, spread=bad)
