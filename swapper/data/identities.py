@@ -1,0 +1,189 @@
+"""Datasets of the identity-injection paradigm: (source, target) pairs drawn from many identities.
+
+Every item is a dict:
+    source, target      (3, H, W) float tensors in [0, 1]
+    same_identity       () bool, source and target show the same person
+    source_id, target_id  () int64 identity labels (for ID retrieval)
+and, on synthetic data,
+    target_attributes   (6,) float32 pose/expression of the target (``ATTRIBUTE_NAMES``)
+    truth               (3, H, W) the exact swap: the source identity with the target's attributes
+                        (only with ``with_truth``).
+Item ``i`` is fixed by ``(seed, i)``, so epochs, workers and DDP ranks agree on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from swapper.data.datasets import FaceFolder, to_tensor
+from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+
+log = logging.getLogger(__name__)
+
+
+def _check_ratio(same_identity_ratio: float) -> None:
+    if not 0.0 <= same_identity_ratio <= 1.0:
+        raise ValueError(f"same_identity_ratio must be in [0, 1], got {same_identity_ratio}")
+
+
+def _draw_pair(rng: np.random.Generator, num_identities: int, same_identity_ratio: float) -> tuple[int, int]:
+    """(source, target) identity indices; equal with probability ``same_identity_ratio``."""
+    source = int(rng.integers(num_identities))
+    if rng.random() < same_identity_ratio:
+        return source, source
+    return source, (source + int(rng.integers(1, num_identities))) % num_identities  # uniform over the others
+
+
+class SyntheticIdentityPairs(Dataset):
+    """Pairs of procedurally rendered faces from ``num_identities`` synthetic people.
+
+    Identity ``k`` is ``Identity.from_seed(first_identity + k)`` and its label is that seed, so
+    training (``first_identity=0``) and held-out validation identities (e.g. 10000) never mix.
+    Source and target get independent random attributes; ``truth`` renders the source identity
+    with the target's attributes — the exact answer of a perfect swap.
+    """
+
+    def __init__(
+        self,
+        num_identities: int,
+        image_size: int = 64,
+        length: int = 4096,
+        seed: int = 0,
+        same_identity_ratio: float = 0.2,
+        with_truth: bool = False,
+        first_identity: int = 0,
+    ) -> None:
+        if num_identities < 2:
+            raise ValueError(f"num_identities must be >= 2 (pairs of different people), got {num_identities}")
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        _check_ratio(same_identity_ratio)
+        self.identity_ids = [first_identity + k for k in range(num_identities)]
+        self.identities = [Identity.from_seed(i) for i in self.identity_ids]
+        self.image_size = image_size
+        self.length = length
+        self.seed = seed
+        self.same_identity_ratio = same_identity_ratio
+        self.with_truth = with_truth
+        self._renderer: FaceRenderer | None = None  # built lazily, once per worker process
+
+    @property
+    def renderer(self) -> FaceRenderer:
+        if self._renderer is None:
+            self._renderer = FaceRenderer(size=self.image_size)
+        return self._renderer
+
+    def __len__(self) -> int:
+        return self.length
+
+    def draw(self, index: int) -> tuple[int, int, Attributes, Attributes]:
+        """(source index, target index, source attributes, target attributes) of item ``index``."""
+        rng = np.random.default_rng([self.seed, index])
+        source, target = _draw_pair(rng, len(self.identities), self.same_identity_ratio)
+        return source, target, Attributes.sample(rng), Attributes.sample(rng)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        source, target, source_attrs, target_attrs = self.draw(index)
+        render = self.renderer.render
+        item = {
+            "source": to_tensor(render(self.identities[source], source_attrs)),
+            "target": to_tensor(render(self.identities[target], target_attrs)),
+            "same_identity": torch.tensor(source == target),
+            "source_id": torch.tensor(self.identity_ids[source]),
+            "target_id": torch.tensor(self.identity_ids[target]),
+            "target_attributes": torch.from_numpy(target_attrs.pose_expression()),
+        }
+        if self.with_truth:
+            # Same person: the target already is the source identity with the target's attributes.
+            truth = (
+                item["target"]
+                if source == target
+                else to_tensor(render(self.identities[source], target_attrs))
+            )
+            item["truth"] = truth
+        return item
+
+
+class IdentityFolderDataset(Dataset):
+    """Aligned face crops in a folder per person (VGGFace2 layout ``root/<person>/<images>``).
+
+    Pairs are drawn over people (each person equally likely, whatever their number of images),
+    then an image of each; a same-identity pair uses two different images when the person has
+    several. Person folders without images are skipped with a warning; labels are the index of
+    the person in the sorted folder list. ``length`` defaults to the number of images.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        image_size: int = 224,
+        length: int | None = None,
+        seed: int = 0,
+        same_identity_ratio: float = 0.2,
+        skip_corrupt: bool = True,
+    ) -> None:
+        _check_ratio(same_identity_ratio)
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"identity root {root} does not exist (or is not a folder)")
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+        if not folders:
+            raise ValueError(
+                f"identity root {root} holds no person folders: expected root/<person>/<aligned crops> "
+                "(the VGGFace2 layout)"
+            )
+        self.people: list[FaceFolder] = []
+        self.names: list[str] = []
+        empty = []
+        for folder in folders:
+            try:
+                self.people.append(FaceFolder(folder, image_size, skip_corrupt))
+                self.names.append(folder.name)
+            except ValueError:
+                empty.append(folder.name)
+        if empty:
+            log.warning("skipping %d person folders without images under %s: %s", len(empty), root, empty[:5])
+        if len(self.people) < 2:
+            raise ValueError(
+                f"identity root {root} has {len(self.people)} person folder(s) with images; "
+                "identity-injection training needs at least 2 people"
+            )
+        self.image_size = image_size
+        self.length = length or sum(len(p) for p in self.people)
+        if self.length <= 0:
+            raise ValueError(f"length must be positive, got {self.length}")
+        self.seed = seed
+        self.same_identity_ratio = same_identity_ratio
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index])
+        source, target = _draw_pair(rng, len(self.people), self.same_identity_ratio)
+        count = len(self.people[source])
+        source_image = int(rng.integers(count))
+        if source == target and count > 1:
+            target_image = (source_image + int(rng.integers(1, count))) % count  # another image of the person
+        else:
+            target_image = int(rng.integers(len(self.people[target])))
+        return {
+            "source": self.people[source][source_image],
+            "target": self.people[target][target_image],
+            "same_identity": torch.tensor(source == target),
+            "source_id": torch.tensor(source),
+            "target_id": torch.tensor(target),
+        }
+
+
+__all__ = ["IdentityFolderDataset", "SyntheticIdentityPairs"]
