@@ -38,6 +38,8 @@ def group_overrides(group: str, option: str, folders: tuple[Path, Path]) -> list
     overrides = [f"{group}={option}"]
     if group == "data" and option == "pairs":
         overrides += [f"data.train.folder_a={folders[0]}", f"data.train.folder_b={folders[1]}"]
+    if group == "data" and option == "identities":
+        overrides.append(f"data.train.root={folders[0].parent}")
     if group == "decoder" and "lite" not in option:
         overrides.append("encoder=deepfakes")  # the full decoders read the full encoder's width
     return overrides

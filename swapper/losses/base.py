@@ -24,6 +24,7 @@ from torch import Tensor, nn
 #   fake_features / real_features    list (per scale) of lists of feature maps
 #   discriminator   the discriminator module (for penalties that re-run it)
 #   step            the global step (for lazy regularisation)
+#   source_embedding  the frozen identity embedding of `source` (identity injection computes it once)
 STEP_KEYS = (
     "fake",
     "real",
