@@ -202,7 +202,6 @@ class IdentityInjection(L.LightningModule):
                 self.toggle_optimizer(opt_d)
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_total)
-                self._clip(opt_d)
                 step_uncounted(opt_d)  # one batch = one global step (the generator's)
                 self.untoggle_optimizer(opt_d)
                 self._log_phase("d", d_total, d_values, batch_size)
@@ -230,7 +229,6 @@ class IdentityInjection(L.LightningModule):
             self.toggle_optimizer(opt_g)  # D gets no gradients from the generator phase
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_total)
-        self._clip(opt_g)
         opt_g.step()
         if self.discriminator is not None:
             self.untoggle_optimizer(opt_g)
@@ -251,7 +249,8 @@ class IdentityInjection(L.LightningModule):
         for averaged, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             averaged.copy_(current)
 
-    def _clip(self, optimizer) -> None:
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms
         if self.gradient_clip_val:
             self.clip_gradients(
                 optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"

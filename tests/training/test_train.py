@@ -307,3 +307,21 @@ def test_gan_ddp_on_two_cpu_processes(tmp_path):
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4
     assert len(saved["optimizer_states"]) == 2
+
+
+def test_gradient_clipping_bounds_the_update():
+    torch.manual_seed(0)
+    base = tiny_gan(0.0, 0.0)
+    module = PerPairAutoencoder(
+        encoder=base.encoder,
+        decoder_a=base.decoders["a"],
+        decoder_b=base.decoders["b"],
+        losses={"l1": L1Loss()},
+        optimizer=lambda p: torch.optim.SGD(p, lr=1.0),
+        gradient_clip_val=1e-3,
+    )
+    before = torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+    fit_gan(module, steps=1)
+    after = torch.cat([p.detach().flatten() for p in module.parameters()])
+    step_norm = (after - before).norm().item()
+    assert 0 < step_norm <= 1e-3 * 1.001  # SGD with lr 1: the update is the clipped gradient
