@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+from swapper.data.synthetic import Attributes, FaceRenderer, Identity, shared_renderer
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,10 @@ class SyntheticPairDataset(Dataset):
         self.seed = seed
         self.with_truth = with_truth
         self.attribute_spread = attribute_spread
-        self._renderer: FaceRenderer | None = None  # built lazily, once per worker process
 
     @property
     def renderer(self) -> FaceRenderer:
-        if self._renderer is None:
-            self._renderer = FaceRenderer(size=self.image_size)
-        return self._renderer
+        return shared_renderer(self.image_size)
 
     def __len__(self) -> int:
         return self.length

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from swapper.data.datasets import FaceFolder, to_tensor
-from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+from swapper.data.synthetic import Attributes, FaceRenderer, Identity, shared_renderer
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,10 @@ class SyntheticIdentityPairs(Dataset):
         self.seed = seed
         self.same_identity_ratio = same_identity_ratio
         self.with_truth = with_truth
-        self._renderer: FaceRenderer | None = None  # built lazily, once per worker process
 
     @property
     def renderer(self) -> FaceRenderer:
-        if self._renderer is None:
-            self._renderer = FaceRenderer(size=self.image_size)
-        return self._renderer
+        return shared_renderer(self.image_size)
 
     def __len__(self) -> int:
         return self.length

@@ -687,3 +687,9 @@ class FaceRenderer:
 
 _BG_X = np.array([[0.0, 1.0], [0.0, 1.0]])[..., None] - 0.5
 _BG_Y = np.array([[0.0, 0.0], [1.0, 1.0]])[..., None] - 0.5
+
+
+@functools.lru_cache(maxsize=8)
+def shared_renderer(size: int) -> FaceRenderer:
+    """One renderer per image size and process (each DataLoader worker builds its own)."""
+    return FaceRenderer(size=size)

@@ -15,6 +15,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from swapper.data.augmentation import PairAugmentation
 from swapper.models.decoders import split_rgba
 from swapper.training.common import (
+    ManualOptimizationHooks,
     OptimizerFactory,
     SchedulerFactory,
     loss_dict,
@@ -27,7 +28,7 @@ MAX_NONFINITE_IN_A_ROW = 20
 OTHER = {"a": "b", "b": "a"}
 
 
-class PerPairAutoencoder(L.LightningModule):
+class PerPairAutoencoder(ManualOptimizationHooks, L.LightningModule):
     """Train ``decoder_X(encoder(warp(x))) ≈ x`` for both identities; swap = the other decoder.
 
     Manual optimization: when discriminators are given, each step runs a discriminator phase
@@ -242,19 +243,6 @@ class PerPairAutoencoder(L.LightningModule):
         if toggle:
             self.untoggle_optimizer(optimizer)
         return True
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms
-        if self.gradient_clip_val:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
-            )
-
-    def _schedulers(self) -> list:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
-        return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _log_phase(
         self, phase: str, total: Tensor, values: dict[str, Tensor], prog_bar: bool = False

@@ -33,6 +33,25 @@ def _nothing() -> None:
     return None
 
 
+class ManualOptimizationHooks:
+    """What both GAN-capable LightningModules share under manual optimization."""
+
+    gradient_clip_val: float | None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms
+        if self.gradient_clip_val:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+
+    def _schedulers(self) -> list:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
+
+
 def loss_dict(losses: Mapping[str, nn.Module] | None) -> nn.ModuleDict:
     """Validate the configured loss terms (a name → :class:`LossTerm` mapping from YAML)."""
     terms = dict(losses or {})

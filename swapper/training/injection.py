@@ -16,6 +16,7 @@ from swapper.losses.identity import IdentityLoss
 from swapper.metrics.attribute import edge_map
 from swapper.metrics.identity import IdentityRetrieval, cosine_similarity
 from swapper.training.common import (
+    ManualOptimizationHooks,
     OptimizerFactory,
     SchedulerFactory,
     loss_dict,
@@ -34,7 +35,7 @@ def same_network(a: nn.Module, b: nn.Module) -> bool:
     )
 
 
-class IdentityInjection(L.LightningModule):
+class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
     """Train ``G(target, embed(source))`` to show the source's identity with the target's attributes.
 
     Batch: ``source``, ``target`` (B, 3, H, W) in [0, 1], ``same_identity`` (B,) bool,
@@ -248,19 +249,6 @@ class IdentityInjection(L.LightningModule):
         # BatchNorm statistics are running averages already: copy them.
         for averaged, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             averaged.copy_(current)
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms
-        if self.gradient_clip_val:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm"
-            )
-
-    def _schedulers(self) -> list:
-        schedulers = self.lr_schedulers()
-        if schedulers is None:
-            return []
-        return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _log_phase(
         self, phase: str, total: Tensor, values: dict[str, Tensor], batch_size: int, prog_bar: bool = False
