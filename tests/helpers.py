@@ -46,3 +46,10 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
         text=True,
         timeout=timeout,
     )
+
+
+def train_tiny_on_two_cpu_processes(out: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`python train.py trainer=ddp_cpu debug=tiny` (2 gloo processes, 4 steps) into ``out``."""
+    return run_script(
+        "train.py", *overrides, "trainer=ddp_cpu", "debug=tiny", "logger=csv", f"hydra.run.dir={out}"
+    )

@@ -19,12 +19,10 @@ from swapper.training.common import (
     OptimizerFactory,
     SchedulerFactory,
     loss_dict,
-    step_uncounted,
     weighted_sum,
 )
 
 SIDES = ("a", "b")
-MAX_NONFINITE_IN_A_ROW = 20
 OTHER = {"a": "b", "b": "a"}
 
 
@@ -80,7 +78,6 @@ class PerPairAutoencoder(ManualOptimizationHooks, L.LightningModule):
         self.adversarial_on = adversarial_on
         self.cycle = cycle
         self.gradient_clip_val = gradient_clip_val
-        self._nonfinite_in_a_row = 0
         # An exponential moving average of the generator (encoder + decoders): smoother results,
         # used for validation, previews and inference whenever the module is in eval mode.
         self.ema = None
@@ -191,7 +188,7 @@ class PerPairAutoencoder(ManualOptimizationHooks, L.LightningModule):
                 )
             d_total, d_values = weighted_sum(self.losses, "discriminator", d_steps)
             if d_total is not None:
-                self._update(opt_d, d_total, counted=False)
+                self._update(opt_d, d_total, counted=False, toggle=True)
                 self._log_phase("d", d_total, d_values)
             # how well D separates real from fake (mean logit over scales and both identities)
             self.log("train/d/real_score", _mean_logit(s["real_logits"] for s in d_steps))
@@ -212,37 +209,13 @@ class PerPairAutoencoder(ManualOptimizationHooks, L.LightningModule):
         if g_total is None:
             raise RuntimeError("no configured loss term produced a generator loss")
         self._log_phase("g", g_total, g_values, prog_bar=True)
-        if self._update(opt_g, g_total, counted=True) and self.ema is not None:
+        if (
+            self._update(opt_g, g_total, counted=True, toggle=self.discriminators is not None)
+            and self.ema is not None
+        ):
             self.ema.update_parameters(nn.ModuleDict({"encoder": self.encoder, "decoders": self.decoders}))
         for scheduler in self._schedulers():
             scheduler.step()
-
-    def _update(self, optimizer, loss: Tensor, counted: bool) -> bool:
-        """Backward and step one network's optimizer (the other network's parameters are toggled
-        off). A non-finite loss never reaches the weights: the step is skipped and NaNGuard, which
-        sees the logged value, stops the run with the last good checkpoint intact."""
-        if not torch.isfinite(loss):
-            self._nonfinite_in_a_row += 1
-            if (
-                self._nonfinite_in_a_row > MAX_NONFINITE_IN_A_ROW
-            ):  # no NaNGuard configured: do not spin forever
-                raise FloatingPointError(
-                    f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.global_step}"
-                )
-            return False
-        self._nonfinite_in_a_row = 0
-        toggle = self.discriminators is not None
-        if toggle:
-            self.toggle_optimizer(optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if counted:
-            optimizer.step()
-        else:
-            step_uncounted(optimizer)
-        if toggle:
-            self.untoggle_optimizer(optimizer)
-        return True
 
     def _log_phase(
         self, phase: str, total: Tensor, values: dict[str, Tensor], prog_bar: bool = False

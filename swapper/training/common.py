@@ -33,10 +33,39 @@ def _nothing() -> None:
     return None
 
 
+MAX_NONFINITE_IN_A_ROW = 20
+
+
 class ManualOptimizationHooks:
     """What both GAN-capable LightningModules share under manual optimization."""
 
     gradient_clip_val: float | None
+    _nonfinite_in_a_row: int = 0
+
+    def _update(self, optimizer, loss: Tensor, counted: bool, toggle: bool) -> bool:
+        """Backward and step one network's optimizer (with ``toggle``, the other network's
+        parameters are switched off). A non-finite loss never reaches the weights: the step is
+        skipped and NaNGuard, which sees the logged value, stops the run with the last good
+        checkpoint intact. ``counted=False`` keeps ``global_step`` at one per batch."""
+        if not torch.isfinite(loss):
+            self._nonfinite_in_a_row += 1
+            if self._nonfinite_in_a_row > MAX_NONFINITE_IN_A_ROW:  # no NaNGuard configured: do not spin
+                raise FloatingPointError(
+                    f"{self._nonfinite_in_a_row} non-finite losses in a row at step {self.global_step}"
+                )
+            return False
+        self._nonfinite_in_a_row = 0
+        if toggle:
+            self.toggle_optimizer(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if counted:
+            optimizer.step()
+        else:
+            step_uncounted(optimizer)
+        if toggle:
+            self.untoggle_optimizer(optimizer)
+        return True
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Lightning calls this after unscaling 16-mixed gradients, so the clip sees true norms

@@ -20,7 +20,6 @@ from swapper.training.common import (
     OptimizerFactory,
     SchedulerFactory,
     loss_dict,
-    step_uncounted,
     weighted_sum,
 )
 
@@ -200,11 +199,7 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
             }
             d_total, d_values = weighted_sum(self.losses, "discriminator", [d_step])
             if d_total is not None:
-                self.toggle_optimizer(opt_d)
-                opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(d_total)
-                step_uncounted(opt_d)  # one batch = one global step (the generator's)
-                self.untoggle_optimizer(opt_d)
+                self._update(opt_d, d_total, counted=False, toggle=True)
                 self._log_phase("d", d_total, d_values, batch_size)
             # how well D separates real from fake (mean logit over scales)
             self.log("train/d/real_score", _mean_logit(real_logits), batch_size=batch_size)
@@ -224,19 +219,12 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         g_total, g_values = weighted_sum(self.losses, "generator", [step])
         if g_total is None:
             raise RuntimeError("no configured loss term produced a generator loss")
-        if not torch.isfinite(g_total):
-            raise FloatingPointError(f"generator loss is {g_total.item()} at step {self.global_step}")
-        if self.discriminator is not None:
-            self.toggle_optimizer(opt_g)  # D gets no gradients from the generator phase
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_total)
-        opt_g.step()
-        if self.discriminator is not None:
-            self.untoggle_optimizer(opt_g)
-        self._update_ema()
+        self._log_phase("g", g_total, g_values, batch_size, prog_bar=True)
+        # D gets no gradients from the generator phase (toggled off)
+        if self._update(opt_g, g_total, counted=True, toggle=self.discriminator is not None):
+            self._update_ema()
         for scheduler in self._schedulers():
             scheduler.step()
-        self._log_phase("g", g_total, g_values, batch_size, prog_bar=True)
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -10,7 +10,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import compose_train, run_script
+from helpers import compose_train, train_tiny_on_two_cpu_processes
 from test_configs import allow_random_weights
 from torch import nn
 from torch.utils.data import DataLoader
@@ -342,14 +342,7 @@ def test_fast_dev_run_of_every_simswap_experiment(experiment, tmp_path) -> None:
 @pytest.mark.ddp
 def test_simswap_lite_on_two_cpu_processes(tmp_path) -> None:
     out = tmp_path / "ddp"
-    result = run_script(
-        "train.py",
-        "experiment=simswap_lite",
-        "trainer=ddp_cpu",
-        "debug=tiny",
-        "logger=csv",
-        f"hydra.run.dir={out}",
-    )
+    result = train_tiny_on_two_cpu_processes(out, "experiment=simswap_lite")
     assert result.returncode == 0, result.stderr[-3000:]
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4

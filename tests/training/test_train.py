@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CONF, compose_train, run_script
+from helpers import CONF, compose_train, run_script, train_tiny_on_two_cpu_processes
 from test_configs import allow_random_weights
 from torch.utils.data import DataLoader
 
@@ -170,7 +170,7 @@ def test_cli_empty_data_folder_is_a_clear_error(tmp_path):
 @pytest.mark.ddp
 def test_ddp_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
-    result = run_script("train.py", "trainer=ddp_cpu", "debug=tiny", "logger=csv", f"hydra.run.dir={out}")
+    result = train_tiny_on_two_cpu_processes(out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "checkpoints" / "last.ckpt").is_file()
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
@@ -295,14 +295,7 @@ def test_ema_weights_drive_evaluation():
 @pytest.mark.ddp
 def test_gan_ddp_on_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp_gan"
-    result = run_script(
-        "train.py",
-        "experiment=cyclegan",
-        "trainer=ddp_cpu",
-        "debug=tiny",
-        "logger=csv",
-        f"hydra.run.dir={out}",
-    )
+    result = train_tiny_on_two_cpu_processes(out, "experiment=cyclegan")
     assert result.returncode == 0, result.stderr[-3000:]
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 4
