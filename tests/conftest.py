@@ -28,3 +28,23 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def _untrained_embedder_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from swapper.models.face_embedder import FaceEmbedderNet
+
+    folder = tmp_path_factory.mktemp("pretrained")
+    torch.manual_seed(0)
+    torch.save(FaceEmbedderNet().state_dict(), folder / "synthetic_face_embedder.pt")
+    return folder
+
+
+@pytest.fixture
+def synthetic_embedder(_untrained_embedder_dir, monkeypatch) -> Path:
+    """A pretrained dir holding synthetic_face_embedder.pt as `experiment=face_embedder` writes it (untrained
+    weights made here, the default architecture); SWAPPER_PRETRAINED points there, subprocesses included."""
+    monkeypatch.setenv("SWAPPER_PRETRAINED", str(_untrained_embedder_dir))
+    return _untrained_embedder_dir

@@ -40,6 +40,8 @@ def group_overrides(group: str, option: str, folders: tuple[Path, Path]) -> list
         overrides += [f"data.train.folder_a={folders[0]}", f"data.train.folder_b={folders[1]}"]
     if group == "data" and option == "identities":
         overrides.append(f"data.train.root={folders[0].parent}")
+    if group == "module" and option == "face_embedder":
+        overrides.append("data=synthetic_faces")  # its classifier has one class per training identity
     if group == "decoder" and "lite" not in option:
         overrides.append("encoder=deepfakes")  # the full decoders read the full encoder's width
     return overrides

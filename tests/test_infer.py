@@ -243,7 +243,7 @@ def test_crops_mode_swaps_aligned_crops_as_they_are(untrained_run, tmp_path):
     assert cv2.imread(str(outputs[0])).shape == (SIZE, SIZE, 3)
 
 
-def test_identity_injection_needs_and_uses_a_source_photo(photo, tmp_path, caplog):
+def test_identity_injection_needs_and_uses_a_source_photo(photo, tmp_path, caplog, synthetic_embedder):
     run = make_run(tmp_path / "simswap", ["experiment=simswap_lite", "logger=csv"])
     out = tmp_path / "out.png"
     with caplog.at_level(logging.INFO, logger="swapper.infer"):

@@ -45,8 +45,9 @@ class SyntheticIdentityPairs(Dataset):
 
     Identity ``k`` is ``Identity.from_seed(first_identity + k)`` and its label is that seed, so
     training (``first_identity=0``) and held-out validation identities (e.g. 10000) never mix.
-    Source and target get independent random attributes; ``truth`` renders the source identity
-    with the target's attributes — the exact answer of a perfect swap.
+    Source and target get independent random attributes (``attribute_spread`` < 1 narrows their
+    ranges, see ``Attributes.sample``); ``truth`` renders the source identity with the target's
+    attributes — the exact answer of a perfect swap.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class SyntheticIdentityPairs(Dataset):
         same_identity_ratio: float = 0.2,
         with_truth: bool = False,
         first_identity: int = 0,
+        attribute_spread: float = 1.0,
     ) -> None:
         if num_identities < 2:
             raise ValueError(f"num_identities must be >= 2 (pairs of different people), got {num_identities}")
@@ -71,6 +73,8 @@ class SyntheticIdentityPairs(Dataset):
         self.seed = seed
         self.same_identity_ratio = same_identity_ratio
         self.with_truth = with_truth
+        Attributes.sample(np.random.default_rng(0), attribute_spread)  # checks the range now, not in a worker
+        self.attribute_spread = attribute_spread
 
     @property
     def renderer(self) -> FaceRenderer:
@@ -83,7 +87,8 @@ class SyntheticIdentityPairs(Dataset):
         """(source index, target index, source attributes, target attributes) of item ``index``."""
         rng = np.random.default_rng([self.seed, index])
         source, target = _draw_pair(rng, len(self.identities), self.same_identity_ratio)
-        return source, target, Attributes.sample(rng), Attributes.sample(rng)
+        spread = self.attribute_spread
+        return source, target, Attributes.sample(rng, spread), Attributes.sample(rng, spread)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:
@@ -107,6 +112,55 @@ class SyntheticIdentityPairs(Dataset):
             )
             item["truth"] = truth
         return item
+
+
+class SyntheticIdentityImages(Dataset):
+    """Single synthetic faces labelled with their identity: training data for a face recogniser.
+
+    Item ``i`` shows identity ``first_identity + label`` (label uniform over ``num_identities``)
+    with random attributes, fixed by ``(seed, i)``. Returns ``image`` (3, H, W) in [0, 1] and
+    ``identity`` () int64 in ``[0, num_identities)``, the class index of a classification head.
+    """
+
+    def __init__(
+        self,
+        num_identities: int,
+        image_size: int = 64,
+        length: int = 65536,
+        seed: int = 0,
+        first_identity: int = 0,
+        attribute_spread: float = 1.0,
+    ) -> None:
+        if num_identities < 2:
+            raise ValueError(f"num_identities must be >= 2, got {num_identities}")
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        Attributes.sample(np.random.default_rng(0), attribute_spread)  # checks the range
+        self.num_identities = num_identities
+        self.first_identity = first_identity
+        self.image_size = image_size
+        self.length = length
+        self.seed = seed
+        self.attribute_spread = attribute_spread
+        self._identities: dict[int, Identity] = {}
+
+    def identity(self, label: int) -> Identity:
+        if label not in self._identities:  # thousands of people: build each on first use
+            self._identities[label] = Identity.from_seed(self.first_identity + label)
+        return self._identities[label]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, index])
+        label = int(rng.integers(self.num_identities))
+        image = shared_renderer(self.image_size).render(
+            self.identity(label), Attributes.sample(rng, self.attribute_spread)
+        )
+        return {"image": to_tensor(image), "identity": torch.tensor(label)}
 
 
 class IdentityFolderDataset(Dataset):
@@ -183,4 +237,4 @@ class IdentityFolderDataset(Dataset):
         }
 
 
-__all__ = ["IdentityFolderDataset", "SyntheticIdentityPairs"]
+__all__ = ["IdentityFolderDataset", "SyntheticIdentityImages", "SyntheticIdentityPairs"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from swapper.data.identities import IdentityFolderDataset, SyntheticIdentityPairs
+from swapper.data.identities import IdentityFolderDataset, SyntheticIdentityImages, SyntheticIdentityPairs
 from swapper.data.synthetic import ATTRIBUTE_NAMES, FaceRenderer, Identity
 
 
@@ -92,6 +92,7 @@ def test_batches_collate() -> None:
         ({"num_identities": 1}, "num_identities must be >= 2"),
         ({"length": 0}, "length must be positive"),
         ({"same_identity_ratio": 1.5}, r"same_identity_ratio must be in \[0, 1\]"),
+        ({"attribute_spread": 0.0}, r"spread must be in \(0, 1\]"),
     ],
 )
 def test_synthetic_bad_arguments(kwargs, message) -> None:
@@ -103,6 +104,44 @@ def test_synthetic_bad_arguments(kwargs, message) -> None:
 def test_synthetic_index_out_of_range() -> None:
     with pytest.raises(IndexError):
         SyntheticIdentityPairs(num_identities=4, image_size=32, length=4, seed=0)[4]
+
+
+def test_attribute_spread_narrows_pose_but_not_who_is_drawn() -> None:
+    def yaws(spread: float) -> np.ndarray:
+        pairs = SyntheticIdentityPairs(4, image_size=32, length=64, seed=3, attribute_spread=spread)
+        return np.array([pairs.draw(i)[3].yaw for i in range(64)])
+
+    assert np.abs(yaws(1.0)).max() > 20 and np.abs(yaws(0.25)).max() <= 7.5
+    narrow = SyntheticIdentityPairs(4, image_size=32, length=64, seed=3, attribute_spread=0.25)
+    wide = SyntheticIdentityPairs(4, image_size=32, length=64, seed=3)
+    assert [narrow.draw(i)[:2] for i in range(64)] == [wide.draw(i)[:2] for i in range(64)]
+
+
+# ---- labelled single faces (training a recogniser) ----------------------------------------
+def test_labelled_faces_are_deterministic_and_show_their_identity() -> None:
+    faces = SyntheticIdentityImages(num_identities=5, image_size=32, length=40, seed=1, first_identity=500)
+    item = faces[7]
+    assert item["image"].shape == (3, 32, 32) and item["image"].dtype == torch.float32
+    assert item["identity"].dtype == torch.int64 and 0 <= item["identity"] < 5
+    torch.testing.assert_close(faces[7]["image"], item["image"])
+    labels = {int(faces[i]["identity"]) for i in range(40)}
+    assert labels == set(range(5))
+    assert faces.identity(int(item["identity"])) == Identity.from_seed(500 + int(item["identity"]))
+    with pytest.raises(IndexError):
+        faces[40]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_identities": 1}, "num_identities"),
+        ({"length": 0}, "length"),
+        ({"attribute_spread": 2.0}, "spread"),
+    ],
+)
+def test_labelled_faces_bad_arguments(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        SyntheticIdentityImages(**({"num_identities": 4} | kwargs))
 
 
 # ---- folder per person ---------------------------------------------------------------------

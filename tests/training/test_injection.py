@@ -297,7 +297,7 @@ def test_experiment_composes_with_its_recipe(experiment, tmp_path) -> None:
     assert cfg.optimizer.generator.lr == 4e-4 and list(cfg.optimizer.generator.betas) == [0.0, 0.99]
     assert list(cfg.optimizer.discriminator.betas) == [0.0, 0.99]
     weights = {name: node.weight for name, node in cfg.loss.items()}
-    identity = "identity_sface" if experiment == "simswap_lite" else "identity_arcface"
+    identity = "identity_synthetic" if experiment == "simswap_lite" else "identity_arcface"
     assert weights == {
         identity: 10.0,
         "reconstruction_same_identity": 10.0,
@@ -340,7 +340,7 @@ def test_fast_dev_run_of_every_simswap_experiment(experiment, tmp_path) -> None:
 
 
 @pytest.mark.ddp
-def test_simswap_lite_on_two_cpu_processes(tmp_path) -> None:
+def test_simswap_lite_on_two_cpu_processes(tmp_path, synthetic_embedder) -> None:
     out = tmp_path / "ddp"
     result = train_tiny_on_two_cpu_processes(out, "experiment=simswap_lite")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -348,6 +348,6 @@ def test_simswap_lite_on_two_cpu_processes(tmp_path) -> None:
     assert saved["global_step"] == 4
     with open(out / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("train/g/identity_sface", "train/d/adversarial", "val/id_retrieval", "val/swap_l1"):
+    for key in ("train/g/identity_synthetic", "train/d/adversarial", "val/id_retrieval", "val/swap_l1"):
         assert any(r.get(key) for r in rows), key
     assert (out / "previews" / "latest.png").is_file()

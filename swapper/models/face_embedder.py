@@ -1,0 +1,145 @@
+"""A small face-recognition network for the synthetic faces, trained here (``experiment=face_embedder``).
+
+Public recognisers (ArcFace, SFace) are trained on photographs; on the procedural faces of
+``swapper.data.synthetic`` they react more to pose and light than to who is drawn (SFace rates a
+perfect synthetic swap closer to the target than to the source). This network learns the
+renderer's identities with an additive angular margin (ArcFace's training objective) so
+identity-injection runs on synthetic data get a real identity signal. Layout: a ResNet of
+pre-activation-free basic blocks with BatchNorm and PReLU, then ArcFace's "E" output head
+(BN, dropout-free flatten, linear, BN1d).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from swapper.models.pretrained.base import FrozenNetwork, resize_square
+from swapper.models.pretrained.loading import load_state_dict_file
+
+
+class BasicBlock(nn.Module):
+    """conv3x3 (stride) - BN - PReLU - conv3x3 - BN, plus a (strided 1x1) shortcut."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.PReLU(out_ch),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        )
+        self.act = nn.PReLU(out_ch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class FaceEmbedderNet(nn.Module):
+    """(B, 3, input_size, input_size) in [-1, 1] -> (B, embedding_dim) un-normalised embedding.
+
+    A 3x3 stem, then one stride-2 stage per entry of ``channels`` with ``blocks_per_stage`` blocks
+    each; the final map of ``input_size / 2**len(channels)`` pixels is flattened into the head.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 64,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        embedding_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        if input_size % 2 ** len(channels):
+            raise ValueError(f"input_size {input_size} must be divisible by 2**{len(channels)}")
+        if blocks_per_stage < 1:
+            raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+        self.input_size = input_size
+        self.embedding_dim = embedding_dim
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.PReLU(channels[0])
+        )
+        stages, in_ch = [], channels[0]
+        for out_ch in channels:
+            blocks = [BasicBlock(in_ch, out_ch, 2)] + [
+                BasicBlock(out_ch, out_ch, 1) for _ in range(blocks_per_stage - 1)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            in_ch = out_ch
+        self.stages = nn.ModuleList(stages)
+        side = input_size // 2 ** len(channels)
+        self.bn = nn.BatchNorm2d(in_ch)
+        self.fc = nn.Linear(in_ch * side * side, embedding_dim)
+        self.features_bn = nn.BatchNorm1d(embedding_dim)
+
+    def stage_features(self, x: Tensor) -> list[Tensor]:
+        """The output of every stage, shallow to deep."""
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stage_features(x)[-1]
+        return self.features_bn(self.fc(self.bn(x).flatten(1)))
+
+
+def preprocess(images: Tensor, size: int) -> Tensor:
+    """[0, 1] RGB of any size -> [-1, 1] at ``size``."""
+    return resize_square(images, size) * 2 - 1
+
+
+class FaceEmbedder(FrozenNetwork):
+    """Frozen ``FaceEmbedderNet`` from a weights file written by ``experiment=face_embedder``.
+
+    ``embed(images)`` maps (B, 3, H, W) RGB in [0, 1] to (B, embedding_dim) unit vectors, the
+    interface of ``ArcFace``/``SFace``. The architecture arguments must be those the file was
+    trained with (the strict load lists any mismatch).
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None,
+        input_size: int = 64,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        embedding_dim: int = 128,
+        allow_random_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        how_to_get = (
+            "train it on the synthetic identities with `python train.py experiment=face_embedder` "
+            "(a few minutes on CPU; it writes pretrained/synthetic_face_embedder.pt)"
+        )
+        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
+        self.net = self._build(
+            lambda: FaceEmbedderNet(input_size, tuple(channels), blocks_per_stage, embedding_dim),
+            state,
+            allow_random_weights=allow_random_weights,
+            how_to_get=how_to_get,
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.net.embedding_dim
+
+    def embed(self, images: Tensor) -> Tensor:
+        return F.normalize(self.net(preprocess(images, self.net.input_size)), dim=1)
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """Every stage's output (for perceptual losses)."""
+        return self.net.stage_features(preprocess(images, self.net.input_size))
+
+
+__all__ = ["FaceEmbedder", "FaceEmbedderNet", "preprocess"]
