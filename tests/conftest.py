@@ -39,12 +39,17 @@ def _untrained_embedder_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("pretrained")
     torch.manual_seed(0)
     torch.save(FaceEmbedderNet().state_dict(), folder / "synthetic_face_embedder.pt")
+    torch.save(
+        FaceEmbedderNet(embedding_dim=6, output_norm=False).state_dict(),
+        folder / "synthetic_attribute_estimator.pt",
+    )
     return folder
 
 
 @pytest.fixture
 def synthetic_embedder(_untrained_embedder_dir, monkeypatch) -> Path:
-    """A pretrained dir holding synthetic_face_embedder.pt as `experiment=face_embedder` writes it (untrained
-    weights made here, the default architecture); SWAPPER_PRETRAINED points there, subprocesses included."""
+    """A pretrained dir holding synthetic_face_embedder.pt and synthetic_attribute_estimator.pt as
+    `experiment=face_embedder|attribute_estimator` write them (untrained weights made here, the default
+    architectures); SWAPPER_PRETRAINED points there, subprocesses included."""
     monkeypatch.setenv("SWAPPER_PRETRAINED", str(_untrained_embedder_dir))
     return _untrained_embedder_dir

@@ -118,8 +118,9 @@ class SyntheticIdentityImages(Dataset):
     """Single synthetic faces labelled with their identity: training data for a face recogniser.
 
     Item ``i`` shows identity ``first_identity + label`` (label uniform over ``num_identities``)
-    with random attributes, fixed by ``(seed, i)``. Returns ``image`` (3, H, W) in [0, 1] and
-    ``identity`` () int64 in ``[0, num_identities)``, the class index of a classification head.
+    with random attributes, fixed by ``(seed, i)``. Returns ``image`` (3, H, W) in [0, 1],
+    ``identity`` () int64 in ``[0, num_identities)``, the class index of a classification head, and
+    ``attributes`` (6,) float32 pose/expression (``ATTRIBUTE_NAMES``), the targets of an estimator.
     """
 
     def __init__(
@@ -157,10 +158,13 @@ class SyntheticIdentityImages(Dataset):
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
         label = int(rng.integers(self.num_identities))
-        image = shared_renderer(self.image_size).render(
-            self.identity(label), Attributes.sample(rng, self.attribute_spread)
-        )
-        return {"image": to_tensor(image), "identity": torch.tensor(label)}
+        attributes = Attributes.sample(rng, self.attribute_spread)
+        image = shared_renderer(self.image_size).render(self.identity(label), attributes)
+        return {
+            "image": to_tensor(image),
+            "identity": torch.tensor(label),
+            "attributes": torch.from_numpy(attributes.pose_expression()),
+        }
 
 
 class IdentityFolderDataset(Dataset):

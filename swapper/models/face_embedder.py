@@ -1,4 +1,5 @@
-"""A small face-recognition network for the synthetic faces, trained here (``experiment=face_embedder``).
+"""Small face networks for the synthetic faces, trained here: a recogniser (``experiment=face_embedder``)
+and a pose/expression estimator (``experiment=attribute_estimator``).
 
 Public recognisers (ArcFace, SFace) are trained on photographs; on the procedural faces of
 ``swapper.data.synthetic`` they react more to pose and light than to who is drawn (SFace rates a
@@ -7,6 +8,11 @@ renderer's identities with an additive angular margin (ArcFace's training object
 identity-injection runs on synthetic data get a real identity signal. Layout: a ResNet of
 pre-activation-free basic blocks with BatchNorm and PReLU, then ArcFace's "E" output head
 (BN, dropout-free flatten, linear, BN1d).
+
+The attribute estimator is the same network with six outputs: the renderer's yaw, pitch, roll (degrees)
+and mouth-open, smile, blink (0..1), each divided by ``ATTRIBUTE_SCALE`` so all are of order one. It
+measures what SimSwap's evaluation measures with a head-pose and an expression network: whether a
+swap kept the target's pose and expression.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swapper.models.pretrained.base import FrozenNetwork, resize_square
 from swapper.models.pretrained.loading import load_state_dict_file
+
+# The renderer's full attribute ranges (``Attributes.sample``): yaw ±30°, pitch ±20°, roll ±15°,
+# expressions 0..1.
+ATTRIBUTE_SCALE = (30.0, 20.0, 15.0, 1.0, 1.0, 1.0)
 
 
 class BasicBlock(nn.Module):
@@ -49,6 +60,8 @@ class FaceEmbedderNet(nn.Module):
 
     A 3x3 stem, then one stride-2 stage per entry of ``channels`` with ``blocks_per_stage`` blocks
     each; the final map of ``input_size / 2**len(channels)`` pixels is flattened into the head.
+    ``output_norm`` ends with ArcFace's BatchNorm1d, right for an embedding; a regressor goes
+    without it (batch statistics would force every output to a fixed spread, informative or not).
     """
 
     def __init__(
@@ -57,6 +70,7 @@ class FaceEmbedderNet(nn.Module):
         channels: Sequence[int] = (32, 64, 128, 256),
         blocks_per_stage: int = 1,
         embedding_dim: int = 128,
+        output_norm: bool = True,
     ) -> None:
         super().__init__()
         if input_size % 2 ** len(channels):
@@ -79,7 +93,7 @@ class FaceEmbedderNet(nn.Module):
         side = input_size // 2 ** len(channels)
         self.bn = nn.BatchNorm2d(in_ch)
         self.fc = nn.Linear(in_ch * side * side, embedding_dim)
-        self.features_bn = nn.BatchNorm1d(embedding_dim)
+        self.features_bn = nn.BatchNorm1d(embedding_dim) if output_norm else nn.Identity()
 
     def stage_features(self, x: Tensor) -> list[Tensor]:
         """The output of every stage, shallow to deep."""
@@ -142,4 +156,39 @@ class FaceEmbedder(FrozenNetwork):
         return self.net.stage_features(preprocess(images, self.net.input_size))
 
 
-__all__ = ["FaceEmbedder", "FaceEmbedderNet", "preprocess"]
+class AttributeEstimator(FrozenNetwork):
+    """Frozen pose/expression estimator from a file written by ``experiment=attribute_estimator``.
+
+    ``predict(images)`` maps (B, 3, H, W) RGB in [0, 1] to (B, 6) ``[yaw, pitch, roll, mouth_open,
+    smile, blink]`` in the renderer's units (``swapper.data.synthetic.ATTRIBUTE_NAMES``).
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | None,
+        input_size: int = 64,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        allow_random_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        how_to_get = (
+            "train it on synthetic faces with `python train.py experiment=attribute_estimator` "
+            "(a few minutes on CPU; it writes pretrained/synthetic_attribute_estimator.pt)"
+        )
+        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
+        self.net = self._build(
+            lambda: FaceEmbedderNet(
+                input_size, tuple(channels), blocks_per_stage, len(ATTRIBUTE_SCALE), output_norm=False
+            ),
+            state,
+            allow_random_weights=allow_random_weights,
+            how_to_get=how_to_get,
+        )
+        self.register_buffer("scale", torch.tensor(ATTRIBUTE_SCALE), persistent=False)
+
+    def predict(self, images: Tensor) -> Tensor:
+        return self.net(preprocess(images, self.net.input_size)) * self.scale
+
+
+__all__ = ["ATTRIBUTE_SCALE", "AttributeEstimator", "FaceEmbedder", "FaceEmbedderNet", "preprocess"]

@@ -50,7 +50,12 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
     ``identity_network=None`` takes the identity loss's network (the paper's setting); an identity
     loss or evaluation network equal to it (``same_network``: two copies built from the same YAML)
     shares the one copy. ``eval_identity_network`` (default: the injection network) measures the
-    validation identity metrics; the paper uses a network other than the loss's. ``ema_decay``
+    validation identity metrics; the paper uses a network other than the loss's.
+    ``attribute_network`` (``predict(images) -> (B, 6)`` pose/expression, e.g. ``AttributeEstimator``)
+    scores, where the batch carries ``target_attributes``, how far the result's pose (mean |error| of
+    yaw, pitch, roll in degrees) and expression (mouth-open, smile, blink) are from the target's, as
+    the paper's pose and expression evaluation; beside the source's (what ignoring the target gives)
+    and the ground truth's (the estimator's own error). ``ema_decay``
     keeps an exponential moving average of the generator for validation and previews.
     """
 
@@ -64,6 +69,7 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         discriminator_optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         eval_identity_network: nn.Module | None = None,
+        attribute_network: nn.Module | None = None,
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
     ) -> None:
@@ -96,6 +102,9 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         )
         # The injected vector doubles as the identity loss's target only if that loss embeds with
         # the very same network; otherwise each identity term embeds the source itself.
+        self.attribute_network = (
+            attribute_network.requires_grad_(False) if attribute_network is not None else None
+        )
         self.share_source_embedding = all(term.network is self.identity_network for term in identity_terms)
         self.ema_decay = ema_decay
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay is not None else None
@@ -121,6 +130,8 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         self.val_attribute_l1 = MeanAbsoluteError()
         self.val_attribute_baseline_l1 = MeanAbsoluteError()
         self.val_attribute_source_l1 = MeanAbsoluteError()
+        self.val_pose = nn.ModuleDict({k: MeanMetric() for k in ("result", "source", "truth")})
+        self.val_expression = nn.ModuleDict({k: MeanMetric() for k in ("result", "source", "truth")})
 
     # ---- the model as users call it -------------------------------------------------------
     def embed(self, source: Tensor) -> Tensor:
@@ -284,6 +295,9 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         self.log("val/id_sim_source_baseline", self.val_id_sim_source_baseline, **log)
         self.log("val/id_retrieval", self.val_id_retrieval, **log)
 
+        if self.attribute_network is not None and "target_attributes" in batch:
+            self._attribute_errors(fake, batch, cross)
+
         if "truth" not in batch:
             return
         with torch.no_grad():
@@ -310,6 +324,23 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         self.log("val/attribute_l1", self.val_attribute_l1, **log)
         self.log("val/attribute_baseline_l1", self.val_attribute_baseline_l1, **log)
         self.log("val/attribute_source_l1", self.val_attribute_source_l1, **log)
+
+    @torch.no_grad()
+    def _attribute_errors(self, fake: Tensor, batch: Mapping[str, Tensor], cross: Tensor) -> None:
+        """Pose and expression errors of the result on different-identity pairs, with references."""
+        wanted = batch["target_attributes"][cross]
+        images = {"result": fake[cross], "source": batch["source"][cross]}
+        if "truth" in batch:
+            images["truth"] = batch["truth"][cross]
+        log = {"batch_size": len(cross)}
+        for name, image in images.items():
+            if len(image):
+                error = (self.attribute_network.predict(image) - wanted).abs()  # (N, 6)
+                self.val_pose[name].update(error[:, :3].mean(1))
+                self.val_expression[name].update(error[:, 3:].mean(1))
+            suffix = "" if name == "result" else f"_{name}"
+            self.log(f"val/pose_error{suffix}", self.val_pose[name], prog_bar=name == "result", **log)
+            self.log(f"val/expression_error{suffix}", self.val_expression[name], **log)
 
     def configure_optimizers(self):
         optimizers = [self.optimizer_factory(self.generator.parameters())]

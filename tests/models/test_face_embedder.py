@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from swapper.models.face_embedder import FaceEmbedder, FaceEmbedderNet
+from swapper.models.face_embedder import AttributeEstimator, FaceEmbedder, FaceEmbedderNet
 
 SMALL = {"input_size": 32, "channels": (8, 16), "embedding_dim": 12}
 
@@ -71,3 +71,15 @@ def test_architecture_mismatch_lists_the_offending_keys(tmp_path) -> None:
     _, path = saved_net(tmp_path)
     with pytest.raises(ValueError, match=r"(?s)wrong shapes.*stem"):
         FaceEmbedder(path, input_size=32, channels=(16, 16), embedding_dim=12)
+
+
+def test_attribute_estimator_predicts_in_the_renderers_units(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = FaceEmbedderNet(input_size=32, channels=(8, 16), embedding_dim=6, output_norm=False).eval()
+    torch.save(net.state_dict(), tmp_path / "attributes.pt")
+    estimator = AttributeEstimator(tmp_path / "attributes.pt", input_size=32, channels=(8, 16))
+    images = torch.rand(3, 3, 32, 32)
+    expected = net(images * 2 - 1) * torch.tensor([30.0, 20.0, 15.0, 1.0, 1.0, 1.0])
+    torch.testing.assert_close(estimator.predict(images), expected)
+    with pytest.raises(FileNotFoundError, match="experiment=attribute_estimator"):
+        AttributeEstimator(tmp_path / "absent.pt")

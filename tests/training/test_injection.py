@@ -219,6 +219,34 @@ def test_validation_metrics_have_the_exact_values() -> None:
     assert "val/swap_psnr" in metrics
 
 
+class MeanBrightness(nn.Module):
+    """A stand-in pose/expression estimator: every attribute is the image's mean brightness."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return images.mean((1, 2, 3))[:, None].expand(-1, 6) * torch.tensor([30.0, 20.0, 15.0, 1.0, 1.0, 1.0])
+
+
+def test_pose_and_expression_errors_have_the_exact_values() -> None:
+    module = make_module(attribute_network=MeanBrightness())
+    batch = next(iter(loader(length=8, batch_size=8)))
+    metrics = trainer(max_steps=1, limit_val_batches=1.0).validate(
+        module, dataloaders=loader(length=8, batch_size=8), verbose=False
+    )[0]
+    cross = ~batch["same_identity"]
+    wanted = batch["target_attributes"][cross]
+    module.eval()
+    with torch.no_grad():
+        images = {
+            "": module.swap(batch["source"], batch["target"])[cross],
+            "_source": batch["source"][cross],
+            "_truth": batch["truth"][cross],
+        }
+    for suffix, image in images.items():
+        error = (MeanBrightness().predict(image) - wanted).abs()
+        assert metrics[f"val/pose_error{suffix}"] == pytest.approx(error[:, :3].mean().item(), rel=1e-5)
+        assert metrics[f"val/expression_error{suffix}"] == pytest.approx(error[:, 3:].mean().item(), rel=1e-5)
+
+
 def test_preview_is_a_source_by_target_grid() -> None:
     module = make_module().eval()
     batch = next(iter(loader(length=3, batch_size=3)))
@@ -336,6 +364,8 @@ def test_fast_dev_run_of_every_simswap_experiment(experiment, tmp_path) -> None:
     assert time.time() - start < 120
     assert cfg.monitor in metrics and cfg.optimized_metric in metrics  # checkpoints can follow it
     assert {"train/g/total", "train/d/total", "val/id_sim_source", "val/swap_l1"} <= set(metrics)
+    if experiment == "simswap_lite":
+        assert {"val/pose_error", "val/expression_error", "val/pose_error_truth"} <= set(metrics)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
 
 
