@@ -165,4 +165,4 @@ def test_experiment_exports_what_the_identity_loss_loads(tmp_path) -> None:
     assert (
         isinstance(network, FaceEmbedder) and network.embedding_dim == loss_cfg.generator.injection.latent_dim
     )
-    assert loss_cfg.module.identity_network is None  # the injection embeds with the loss's network
+    assert loss_cfg.module.identity_network == loss_cfg.loss.identity_synthetic.network  # one network
