@@ -36,21 +36,26 @@ def infer(cfg: DictConfig) -> int:
     from swapper.inference.folder import swap_folder
     from swapper.inference.jobs import plan_jobs
     from swapper.inference.loading import load_model, pick_device
-    from swapper.inference.pipeline import FaceSwapPipeline, crop_of_largest_face
+    from swapper.inference.pipeline import FaceSwapPipeline, aligned_crop, crop_of_largest_face
     from swapper.inference.swap import build_swap
 
     try:
         jobs = plan_jobs(cfg.input, cfg.output, cfg.mode)
         model, run_cfg = load_model(cfg.run, cfg.checkpoint, pick_device(cfg.device))
         aligner = instantiate(cfg.align).for_run(run_cfg)
-        need_faces = cfg.source is not None or any(j.kind != "crops" for j in jobs)
+        # mode=crops: the inputs are aligned crops, and so is the source (no detection at all)
+        source_is_crop = cfg.mode == "crops"
+        need_faces = (cfg.source is not None and not source_is_crop) or any(j.kind != "crops" for j in jobs)
         detector = instantiate(cfg.detector) if need_faces else None
         source = None
         if cfg.source is not None:
             image = read_bgr(cfg.source)
             if image is None:
                 raise ValueError(f"source {cfg.source} cannot be read as an image")
-            source = crop_of_largest_face(image, detector, aligner, f"source photo {cfg.source}")
+            if source_is_crop:
+                source = aligned_crop(image, aligner.size)
+            else:
+                source = crop_of_largest_face(image, detector, aligner, f"source photo {cfg.source}")
         swap = build_swap(model, cfg.direction, source, cfg.batch_size)
     except (FileNotFoundError, ValueError, ImportError) as err:
         log.error("%s", err)

@@ -255,6 +255,29 @@ def test_identity_injection_needs_and_uses_a_source_photo(photo, tmp_path, caplo
     assert (cv2.imread(str(out)) != cv2.imread(str(photo))).any()
 
 
+def test_crops_mode_takes_the_source_as_an_aligned_crop(tmp_path, synthetic_embedder):
+    run = make_run(tmp_path / "simswap", ["experiment=simswap_lite", "logger=csv"])
+    crops, out = tmp_path / "crops", tmp_path / "out"
+    crops.mkdir()
+
+    def write(path: Path, seed: int, size: int) -> None:
+        rgb = FaceRenderer(size).render(Identity.from_seed(seed), Attributes())
+        cv2.imwrite(str(path), (rgb[..., ::-1] * 255).round().astype(np.uint8))
+
+    for k in range(2):
+        write(crops / f"{k}.png", k, 64)
+    sources = {k: tmp_path / f"source{k}.png" for k in range(2)}
+    for k, seed in enumerate((7, 8)):
+        write(sources[k], seed, 32)  # resized to the model's 64 px
+    results = []
+    for k, source in sources.items():
+        args = (f"run={run}", f"input={crops}", f"output={out / str(k)}", "mode=crops", f"source={source}")
+        assert infer(infer_cfg(*args)) == 0  # no detector: faceless 64 px renders are fine
+        results.append(cv2.imread(str(out / str(k) / "0.png")))
+    assert results[0].shape == (64, 64, 3)
+    assert (results[0] != results[1]).any()  # the injected identity changes the result
+
+
 def test_cli_exit_status_and_message(photo, tmp_path):
     out = f"output={tmp_path / 'out.png'}"
     hydra_dir = f"hydra.run.dir={tmp_path / 'hydra'}"

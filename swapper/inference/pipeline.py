@@ -53,6 +53,14 @@ def _rgb01(crop_bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
+def aligned_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """A BGR image that already is an aligned face crop -> (S, S, 3) float RGB at the model's size."""
+    if image.shape[:2] != (size, size):
+        interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
+        image = cv2.resize(image, (size, size), interpolation=interpolation)
+    return _rgb01(image)
+
+
 def crop_of_largest_face(image: np.ndarray, detector: Detector, aligner: Aligner, what: str) -> np.ndarray:
     """The aligned (S, S, 3) float RGB crop of the largest face in a BGR image (e.g. a source photo)."""
     faces = largest(detector(image))
