@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from swapper.data.datasets import FaceFolder, to_tensor
-from swapper.data.synthetic import Attributes, FaceRenderer, Identity, shared_renderer
+from swapper.data.synthetic import Attributes, FaceRenderer, Identity, check_spread, shared_renderer
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 def _check_ratio(same_identity_ratio: float) -> None:
     if not 0.0 <= same_identity_ratio <= 1.0:
         raise ValueError(f"same_identity_ratio must be in [0, 1], got {same_identity_ratio}")
+
+
+def _check_synthetic(num_identities: int, length: int, attribute_spread: float) -> None:
+    """Arguments of the synthetic identity sets, checked at construction rather than in a worker."""
+    if num_identities < 2:
+        raise ValueError(f"num_identities must be >= 2 (pairs of different people), got {num_identities}")
+    if length <= 0:
+        raise ValueError(f"length must be positive, got {length}")
+    check_spread(attribute_spread)
 
 
 def _draw_pair(rng: np.random.Generator, num_identities: int, same_identity_ratio: float) -> tuple[int, int]:
@@ -61,10 +70,7 @@ class SyntheticIdentityPairs(Dataset):
         first_identity: int = 0,
         attribute_spread: float = 1.0,
     ) -> None:
-        if num_identities < 2:
-            raise ValueError(f"num_identities must be >= 2 (pairs of different people), got {num_identities}")
-        if length <= 0:
-            raise ValueError(f"length must be positive, got {length}")
+        _check_synthetic(num_identities, length, attribute_spread)
         _check_ratio(same_identity_ratio)
         self.identity_ids = [first_identity + k for k in range(num_identities)]
         self.identities = [Identity.from_seed(i) for i in self.identity_ids]
@@ -73,7 +79,6 @@ class SyntheticIdentityPairs(Dataset):
         self.seed = seed
         self.same_identity_ratio = same_identity_ratio
         self.with_truth = with_truth
-        Attributes.sample(np.random.default_rng(0), attribute_spread)  # checks the range now, not in a worker
         self.attribute_spread = attribute_spread
 
     @property
@@ -132,11 +137,7 @@ class SyntheticIdentityImages(Dataset):
         first_identity: int = 0,
         attribute_spread: float = 1.0,
     ) -> None:
-        if num_identities < 2:
-            raise ValueError(f"num_identities must be >= 2, got {num_identities}")
-        if length <= 0:
-            raise ValueError(f"length must be positive, got {length}")
-        Attributes.sample(np.random.default_rng(0), attribute_spread)  # checks the range
+        _check_synthetic(num_identities, length, attribute_spread)
         self.num_identities = num_identities
         self.first_identity = first_identity
         self.image_size = image_size

@@ -196,6 +196,12 @@ class Identity:
         return cls.sample(np.random.default_rng(seed))
 
 
+def check_spread(spread: float) -> None:
+    """``Attributes.sample``'s ``spread`` must be in (0, 1]."""
+    if not 0.0 < spread <= 1.0:
+        raise ValueError(f"spread must be in (0, 1], got {spread}")
+
+
 @dataclass(frozen=True)
 class Attributes:
     """Everything that is not identity: pose (degrees), expression (0..1), light, background, framing.
@@ -223,8 +229,7 @@ class Attributes:
     def sample(cls, rng: np.random.Generator, spread: float = 1.0) -> Attributes:
         """Random attributes; ``spread`` in (0, 1] narrows every range around the frontal, neutral,
         evenly lit, centred face on a mid-grey background (1 = the full ranges)."""
-        if not 0.0 < spread <= 1.0:
-            raise ValueError(f"spread must be in (0, 1], got {spread}")
+        check_spread(spread)
         u = rng.uniform
         k = spread
         grey = 0.5 + k * rng.uniform(-0.35, 0.35)

@@ -109,18 +109,53 @@ class FaceEmbedderNet(nn.Module):
         return self.features_bn(self.fc(self.bn(x).flatten(1)))
 
 
-def preprocess(images: Tensor, size: int) -> Tensor:
+def _to_input(images: Tensor, size: int) -> Tensor:
     """[0, 1] RGB of any size -> [-1, 1] at ``size``."""
     return resize_square(images, size) * 2 - 1
 
 
-class FaceEmbedder(FrozenNetwork):
-    """Frozen ``FaceEmbedderNet`` from a weights file written by ``experiment=face_embedder``.
+def on_images(net: nn.Module, images: Tensor) -> Tensor:
+    """Run ``net`` (a ``FaceEmbedderNet``, or any module with ``input_size`` that takes [-1, 1]) on
+    (B, 3, H, W) RGB in [0, 1] of any size: what training modules and frozen wrappers share."""
+    return net(_to_input(images, net.input_size))
 
-    ``embed(images)`` maps (B, 3, H, W) RGB in [0, 1] to (B, embedding_dim) unit vectors, the
-    interface of ``ArcFace``/``SFace``. The architecture arguments must be those the file was
-    trained with (the strict load lists any mismatch).
+
+class _TrainedHere(FrozenNetwork):
+    """A frozen ``FaceEmbedderNet`` whose weights file ``experiment=<experiment>`` of this project writes.
+
+    The architecture arguments must be those the file was trained with (the strict load lists any
+    mismatch); a missing file's error names the command that makes it.
     """
+
+    def __init__(
+        self,
+        weights: str | Path | None,
+        experiment: str,
+        filename: str,
+        input_size: int,
+        channels: Sequence[int],
+        blocks_per_stage: int,
+        outputs: int,
+        output_norm: bool,
+        allow_random_weights: bool,
+    ) -> None:
+        super().__init__()
+        how_to_get = (
+            f"train it on synthetic faces with `python train.py experiment={experiment}` "
+            f"(a few minutes on CPU; it writes pretrained/{filename})"
+        )
+        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
+        self.net = self._build(
+            lambda: FaceEmbedderNet(input_size, tuple(channels), blocks_per_stage, outputs, output_norm),
+            state,
+            allow_random_weights=allow_random_weights,
+            how_to_get=how_to_get,
+        )
+
+
+class FaceEmbedder(_TrainedHere):
+    """Frozen recogniser from ``experiment=face_embedder``: ``embed(images)`` maps (B, 3, H, W) RGB in
+    [0, 1] to (B, embedding_dim) unit vectors, the interface of ``ArcFace``/``SFace``."""
 
     def __init__(
         self,
@@ -131,37 +166,28 @@ class FaceEmbedder(FrozenNetwork):
         embedding_dim: int = 128,
         allow_random_weights: bool = False,
     ) -> None:
-        super().__init__()
-        how_to_get = (
-            "train it on the synthetic identities with `python train.py experiment=face_embedder` "
-            "(a few minutes on CPU; it writes pretrained/synthetic_face_embedder.pt)"
-        )
-        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
-        self.net = self._build(
-            lambda: FaceEmbedderNet(input_size, tuple(channels), blocks_per_stage, embedding_dim),
-            state,
-            allow_random_weights=allow_random_weights,
-            how_to_get=how_to_get,
-        )
+        architecture = {"input_size": input_size, "channels": channels, "blocks_per_stage": blocks_per_stage}
+        super().__init__(
+            weights, "face_embedder", "synthetic_face_embedder.pt", **architecture,
+            outputs=embedding_dim, output_norm=True, allow_random_weights=allow_random_weights,
+        )  # fmt: skip
 
     @property
     def embedding_dim(self) -> int:
         return self.net.embedding_dim
 
     def embed(self, images: Tensor) -> Tensor:
-        return F.normalize(self.net(preprocess(images, self.net.input_size)), dim=1)
+        return F.normalize(on_images(self.net, images), dim=1)
 
     def features(self, images: Tensor) -> list[Tensor]:
         """Every stage's output (for perceptual losses)."""
-        return self.net.stage_features(preprocess(images, self.net.input_size))
+        return self.net.stage_features(_to_input(images, self.net.input_size))
 
 
-class AttributeEstimator(FrozenNetwork):
-    """Frozen pose/expression estimator from a file written by ``experiment=attribute_estimator``.
-
-    ``predict(images)`` maps (B, 3, H, W) RGB in [0, 1] to (B, 6) ``[yaw, pitch, roll, mouth_open,
-    smile, blink]`` in the renderer's units (``swapper.data.synthetic.ATTRIBUTE_NAMES``).
-    """
+class AttributeEstimator(_TrainedHere):
+    """Frozen pose/expression estimator from ``experiment=attribute_estimator``: ``predict(images)``
+    maps (B, 3, H, W) RGB in [0, 1] to (B, 6) ``[yaw, pitch, roll, mouth_open, smile, blink]`` in
+    the renderer's units (``swapper.data.synthetic.ATTRIBUTE_NAMES``)."""
 
     def __init__(
         self,
@@ -171,24 +197,15 @@ class AttributeEstimator(FrozenNetwork):
         blocks_per_stage: int = 1,
         allow_random_weights: bool = False,
     ) -> None:
-        super().__init__()
-        how_to_get = (
-            "train it on synthetic faces with `python train.py experiment=attribute_estimator` "
-            "(a few minutes on CPU; it writes pretrained/synthetic_attribute_estimator.pt)"
-        )
-        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
-        self.net = self._build(
-            lambda: FaceEmbedderNet(
-                input_size, tuple(channels), blocks_per_stage, len(ATTRIBUTE_SCALE), output_norm=False
-            ),
-            state,
-            allow_random_weights=allow_random_weights,
-            how_to_get=how_to_get,
-        )
+        architecture = {"input_size": input_size, "channels": channels, "blocks_per_stage": blocks_per_stage}
+        super().__init__(
+            weights, "attribute_estimator", "synthetic_attribute_estimator.pt", **architecture,
+            outputs=len(ATTRIBUTE_SCALE), output_norm=False, allow_random_weights=allow_random_weights,
+        )  # fmt: skip
         self.register_buffer("scale", torch.tensor(ATTRIBUTE_SCALE), persistent=False)
 
     def predict(self, images: Tensor) -> Tensor:
-        return self.net(preprocess(images, self.net.input_size)) * self.scale
+        return on_images(self.net, images) * self.scale
 
 
-__all__ = ["ATTRIBUTE_SCALE", "AttributeEstimator", "FaceEmbedder", "FaceEmbedderNet", "preprocess"]
+__all__ = ["ATTRIBUTE_SCALE", "AttributeEstimator", "FaceEmbedder", "FaceEmbedderNet", "on_images"]

@@ -8,7 +8,7 @@ error in degrees or 0..1 units), and ``val/pose_error`` / ``val/expression_error
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import lightning as L
 import torch
@@ -17,43 +17,41 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from swapper.data.synthetic import ATTRIBUTE_NAMES
-from swapper.models.face_embedder import ATTRIBUTE_SCALE, preprocess
-from swapper.training.common import OptimizerFactory, SchedulerFactory
+from swapper.models.face_embedder import ATTRIBUTE_SCALE, on_images
+from swapper.training.common import OptimizerFactory, SchedulerFactory, with_schedulers
 
 POSE, EXPRESSION = slice(0, 3), slice(3, 6)
 
 
 class AttributeRegression(L.LightningModule):
-    """Fit ``network`` (images in [-1, 1] -> 6 outputs) to attributes divided by ``scale``, smooth L1."""
+    """Fit ``network`` (images in [-1, 1] -> 6 outputs) to the attributes divided by ``ATTRIBUTE_SCALE``
+    (the renderer's ranges, which ``AttributeEstimator`` multiplies back), smooth L1."""
 
     def __init__(
         self,
         network: nn.Module,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        scale: Sequence[float] = ATTRIBUTE_SCALE,
     ) -> None:
         super().__init__()
-        if len(scale) != len(ATTRIBUTE_NAMES):
-            raise ValueError(f"scale needs one value per attribute {ATTRIBUTE_NAMES}, got {list(scale)}")
         self.network = network
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.register_buffer("scale", torch.tensor(list(scale), dtype=torch.float32), persistent=False)
+        self.register_buffer("scale", torch.tensor(ATTRIBUTE_SCALE), persistent=False)
         self.val_errors = nn.ModuleDict({name: MeanMetric() for name in ATTRIBUTE_NAMES})
         self.val_pose_error = MeanMetric()
         self.val_expression_error = MeanMetric()
 
     def predict(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 6) attributes in the renderer's units."""
-        return self.network(preprocess(images, self.network.input_size)) * self.scale
+        return on_images(self.network, images) * self.scale
 
     def forward(self, images: Tensor) -> Tensor:
         return self.predict(images)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         images, attributes = batch["image"], batch["attributes"]
-        predicted = self.network(preprocess(images, self.network.input_size))
+        predicted = on_images(self.network, images)
         loss = F.smooth_l1_loss(predicted, attributes / self.scale, beta=0.1)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
         return loss
@@ -74,11 +72,7 @@ class AttributeRegression(L.LightningModule):
         self.log("val/expression_error", self.val_expression_error, prog_bar=True, **log)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.network.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+        return with_schedulers([self.optimizer_factory(self.network.parameters())], self.scheduler_factory)
 
 
 __all__ = ["AttributeRegression"]

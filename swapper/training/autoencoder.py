@@ -20,6 +20,7 @@ from swapper.training.common import (
     SchedulerFactory,
     loss_dict,
     weighted_sum,
+    with_schedulers,
 )
 
 SIDES = ("a", "b")
@@ -247,10 +248,7 @@ class PerPairAutoencoder(ManualOptimizationHooks, L.LightningModule):
         optimizers = [self.optimizer_factory(params)]
         if self.discriminators is not None:
             optimizers.append(self.discriminator_optimizer_factory(self.discriminators.parameters()))
-        if self.scheduler_factory is None:
-            return optimizers
-        schedulers = [{"scheduler": self.scheduler_factory(opt), "interval": "step"} for opt in optimizers]
-        return optimizers, schedulers
+        return with_schedulers(optimizers, self.scheduler_factory)
 
 
 def _mean_logit(per_step_logits) -> Tensor:

@@ -81,6 +81,14 @@ class ManualOptimizationHooks:
         return schedulers if isinstance(schedulers, list) else [schedulers]
 
 
+def with_schedulers(optimizers: list[torch.optim.Optimizer], scheduler: SchedulerFactory | None):
+    """``configure_optimizers``' return value: the optimizers, each with the scheduler stepped every
+    training step when one is configured."""
+    if scheduler is None:
+        return optimizers
+    return optimizers, [{"scheduler": scheduler(opt), "interval": "step"} for opt in optimizers]
+
+
 def loss_dict(losses: Mapping[str, nn.Module] | None) -> nn.ModuleDict:
     """Validate the configured loss terms (a name → :class:`LossTerm` mapping from YAML)."""
     terms = dict(losses or {})

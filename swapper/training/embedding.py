@@ -21,8 +21,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy
 
-from swapper.models.face_embedder import preprocess
-from swapper.training.common import OptimizerFactory, SchedulerFactory
+from swapper.models.face_embedder import on_images
+from swapper.training.common import OptimizerFactory, SchedulerFactory, with_schedulers
 
 
 class FaceEmbedding(L.LightningModule):
@@ -53,14 +53,14 @@ class FaceEmbedding(L.LightningModule):
 
     def embed(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, D) unit vectors."""
-        return F.normalize(self.embedder(preprocess(images, self.embedder.input_size)), dim=1)
+        return F.normalize(on_images(self.embedder, images), dim=1)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.embed(images)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch["image"], batch["identity"]
-        embeddings = self.embedder(preprocess(images, self.embedder.input_size))
+        embeddings = on_images(self.embedder, images)
         loss = self.loss(embeddings, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         if self.train_accuracy is not None:  # nearest class centre, without the margin
@@ -92,13 +92,7 @@ class FaceEmbedding(L.LightningModule):
             self.log("val/truth_preference", self.val_truth_preference, prog_bar=True, **log)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "step"},
-        }
+        return with_schedulers([self.optimizer_factory(self.parameters())], self.scheduler_factory)
 
 
 __all__ = ["FaceEmbedding"]

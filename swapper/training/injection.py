@@ -21,6 +21,7 @@ from swapper.training.common import (
     SchedulerFactory,
     loss_dict,
     weighted_sum,
+    with_schedulers,
 )
 
 
@@ -346,10 +347,7 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         optimizers = [self.optimizer_factory(self.generator.parameters())]
         if self.discriminator is not None:
             optimizers.append(self.discriminator_optimizer_factory(self.discriminator.parameters()))
-        if self.scheduler_factory is None:
-            return optimizers
-        schedulers = [{"scheduler": self.scheduler_factory(opt), "interval": "step"} for opt in optimizers]
-        return optimizers, schedulers
+        return with_schedulers(optimizers, self.scheduler_factory)
 
 
 def _mean_logit(logits: list[Tensor]) -> Tensor:

@@ -32,8 +32,6 @@ def test_validation_errors_are_in_the_renderers_units() -> None:
         assert module.val_errors[name].compute().item() == pytest.approx(expected[name]), name
     assert module.val_pose_error.compute().item() == pytest.approx((7.5 + 15.0 + 3.75) / 3)
     assert module.val_expression_error.compute().item() == pytest.approx((0.5 + 0.25 + 0.375) / 3)
-    with pytest.raises(ValueError, match="one value per attribute"):
-        AttributeRegression(Constant(), optimizer=torch.optim.Adam, scale=[1.0, 2.0])
 
 
 def pose_error(module: AttributeRegression, faces: SyntheticIdentityImages) -> float:
