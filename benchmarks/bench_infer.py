@@ -67,8 +67,10 @@ def make_segment(folder: Path, frames: int) -> Path:
         start = CLOSE_UP[0] / float(probe(CLIP).fps) + probe(CLIP).start
         args = ["-ss", f"{start:.3f}", "-i", str(CLIP), "-frames:v", str(frames), "-c:a", "copy"]
     else:
+        sys.path.insert(0, str(ROOT / "tests"))  # the synthetic-frame helpers live with the tests
+        from synthetic_frames import background, render_frame
+
         from swapper.data.synthetic import Attributes, FaceRenderer, Identity
-        from swapper.inference.synthetic import background, render_frame
 
         renderer, bg = FaceRenderer(160), background(640, 360)
         images = [
@@ -98,8 +100,8 @@ def make_segment(folder: Path, frames: int) -> Path:
 
 
 def throughput(name: str, clip: Path, folder: Path) -> dict[str, float]:
-    from swapper.data.detection import YuNetDetector
-    from swapper.data.selection import FaceSelector
+    from swapper.faces.detection import YuNetDetector
+    from swapper.faces.selection import FaceSelector
     from swapper.inference.align import Aligner
     from swapper.inference.blend import Feather
     from swapper.inference.color import MeanStdTransfer
@@ -125,8 +127,8 @@ def throughput(name: str, clip: Path, folder: Path) -> dict[str, float]:
 
 def jitter() -> None:
     """Landmark motion of the largest face over the close-up, raw (per-frame YuNet) and smoothed."""
-    from swapper.data.detection import YuNetDetector, face_size
-    from swapper.data.selection import largest
+    from swapper.faces.detection import YuNetDetector, face_size
+    from swapper.faces.selection import largest
     from swapper.inference.smoothing import FaceSmoother, landmark_motion, size_angle_jitter
     from swapper.inference.video import VideoReader
 

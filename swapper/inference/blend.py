@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from swapper.data.alignment import invert, paste_back, transform_points
+from swapper.faces.alignment import invert, paste_back, transform_points
 
 __all__ = ["Feather", "Overlay", "Poisson"]
 

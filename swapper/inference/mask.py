@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from swapper.data.masks import face_mask
+from swapper.faces.masks import face_mask
 
 __all__ = ["BoxMask", "LandmarkMask", "PredictedMask"]
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
-from swapper.data.detection import Face
-from swapper.data.selection import largest
+from swapper.faces.detection import Face
+from swapper.faces.selection import largest
 from swapper.inference.align import Aligner
 from swapper.inference.smoothing import FaceSmoother
 from swapper.inference.video import VideoReader, VideoWriter
+from swapper.ops.progress import tqdm_or_log
 
 __all__ = ["FaceSwapPipeline", "VideoReport", "crop_of_largest_face"]
 
@@ -190,7 +190,7 @@ class FaceSwapPipeline:
                 target, info.width, info.height, info.fps, audio_from=source if audio else None,
                 start=info.start if audio else 0.0, **(writer_options or {}),
             )  # fmt: skip
-            bar = tqdm(total=info.frames or None, desc=Path(source).name, unit="frame", disable=not progress)
+            bar = tqdm_or_log(info.frames or None, Path(source).name, "frame", disable=not progress)
             try:
                 chunk: list[np.ndarray] = []
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from swapper.data.detection import Face, face_size
+from swapper.faces.detection import Face, face_size
 
 __all__ = ["FaceSmoother", "OneEuroFilter", "landmark_motion", "size_angle_jitter"]
 

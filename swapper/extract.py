@@ -1,6 +1,6 @@
 """Extract aligned face crops from photos, folders and videos.
 
-``python -m swapper.data.extract input=<file|folder|video|[list]> output=<folder> [detector=dlib_hog]``
+``python -m swapper.extract input=<file|folder|video|[list]> output=<folder> [detector=dlib_hog]``
 
 Writes ``<output>/<source-stem>_<frame:06d>_<face>.png`` (face 0 = the largest, or the best match
 of a reference identity) and one JSON-lines metadata file, ``<output>/faces.jsonl``: one line per
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sys
 import threading
@@ -28,10 +29,10 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from swapper.data.alignment import Template, estimate, get_template, warp
-from swapper.data.datasets import IMAGE_SUFFIXES
-from swapper.data.detection import Face
-from swapper.data.selection import FaceSelector
+from swapper.faces.alignment import Template, estimate, get_template, warp
+from swapper.faces.detection import Face
+from swapper.faces.images import IMAGE_SUFFIXES
+from swapper.faces.selection import FaceSelector
 
 __all__ = ["VIDEO_SUFFIXES", "ExtractReport", "extract", "read_metadata"]
 
@@ -295,8 +296,9 @@ def extract(
     """
     if step < 1 or start < 0 or size < 8:
         raise ValueError(f"need step >= 1, start >= 0 and size >= 8, got {step}, {start}, {size}")
-    from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from swapper.ops.progress import tqdm_or_log
 
     selector = selector or FaceSelector()
     selector.prepare(detector)
@@ -331,7 +333,7 @@ def extract(
 
     per_video: dict[Path, list[int]] = {}  # frames read, frames without a face
     try:
-        with logging_redirect_tqdm(), tqdm(total=total, unit="frame", disable=not progress) as bar:
+        with logging_redirect_tqdm(), tqdm_or_log(total, "extract", "frame", disable=not progress) as bar:
             for path, kind, index, image in _prefetch(frames(), prefetch):
                 bar.update(1)
                 if index == RESUMED:
@@ -367,8 +369,9 @@ def extract(
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="extract")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="extract")
 def main(cfg: DictConfig) -> None:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before a detector loads torch: see train.py
     inputs = cfg.input
     inputs = list(OmegaConf.to_container(inputs)) if isinstance(inputs, ListConfig) else inputs
     try:

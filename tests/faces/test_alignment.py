@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from swapper.data.alignment import (
+from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+from swapper.faces.alignment import (
     ARCFACE_112,
     MEAN_FACE_51,
     estimate,
@@ -20,7 +21,6 @@ from swapper.data.alignment import (
     umeyama,
     warp,
 )
-from swapper.data.synthetic import Attributes, FaceRenderer, Identity
 
 
 def similarity(scale: float, degrees: float, tx: float, ty: float) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from swapper.data.alignment import landmarks_68_to_5
+from swapper.faces.alignment import landmarks_68_to_5
 
 __all__ = ["MASK_KINDS", "ellipse_mask", "face_mask", "feather", "hull_mask"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from swapper.data.alignment import landmarks_68_to_5
+from swapper.faces.alignment import landmarks_68_to_5
 
 __all__ = ["DlibDetector", "DlibLandmarker", "Face", "YuNetDetector", "face_size", "yunet_model_path"]
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from swapper.data.alignment import get_template, transform_points
-from swapper.data.masks import ellipse_mask, face_mask, feather, hull_mask
+from swapper.faces.alignment import get_template, transform_points
+from swapper.faces.masks import ellipse_mask, face_mask, feather, hull_mask
 
 
 def ring(n: int, centre: tuple[float, float], radius: float) -> np.ndarray:

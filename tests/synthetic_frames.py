@@ -8,8 +8,8 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from swapper.data.detection import Face
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity
+from swapper.faces.detection import Face
 
 __all__ = ["KnownFaces", "background", "render_frame"]
 

@@ -1,0 +1,1 @@
+"""What extraction, datasets and inference share about faces: detection, alignment, selection, masks."""
