@@ -56,7 +56,7 @@ class IDBlock(nn.Module):
         return x + y
 
 
-class IDInjection(nn.Module):
+class IdentityInjectionBlocks(nn.Module):
     """A stack of ``num_blocks`` IDBlocks, all conditioned on the same id vector."""
 
     def __init__(

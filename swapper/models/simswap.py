@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from swapper.models.injection import IDInjection
+from swapper.models.injection import IdentityInjectionBlocks
 
 _OUTPUTS = ("sigmoid", "tanh01", "none")
 # The released trainer feeds ImageNet-normalised targets and predicts in that space.
@@ -14,14 +14,18 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _level_channels(base_channels: int, max_channels: int, num_levels: int) -> list[int]:
-    # Channels at resolution level 0 (full size) .. num_levels (coarsest): 64, 128, 256, 512[, 512].
+    # Channels at resolution level 0 (full size) .. num_levels (coarsest):
+    # 64, 128, 256, 512 (224); 64, 128, 256, 512, 512 (deep); 32, 64, 128, 256, 512 (deep, base 32: 512 beta).
     return [min(base_channels * 2**i, max_channels) for i in range(num_levels + 1)]
 
 
 class SimSwapEncoder(nn.Module):
     """Target encoder: reflect-pad + 7x7 conv, then stride-2 3x3 convs (BatchNorm + ReLU throughout).
 
-    224 -> 28 (3 levels) or, with ``deep``, 512 -> 32 (4 levels).
+    224 -> 28 (3 levels) or, with ``deep``, 512 -> 32 (4 levels). With ``base_channels=64`` the 4th
+    level is one more at 512 channels (the released trainer's 512 recipe); with ``deep`` and
+    ``base_channels=32`` the stem is 32 wide and the levels run 32 -> 64 -> ... -> 512 (the released
+    512 "beta" checkpoint).
     """
 
     def __init__(
@@ -29,6 +33,7 @@ class SimSwapEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.deep = deep
+        self.base_channels = base_channels
         self.num_levels = 4 if deep else 3
         channels = _level_channels(base_channels, max_channels, self.num_levels)
         self.out_channels = channels[-1]
@@ -49,17 +54,20 @@ class SimSwapEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:  # (B, 3, H, W) -> (B, 512, H/8, W/8) or H/16 when deep
-        x = self.stem(x)  # (B, 64, H, W)
+        x = self.stem(x)  # (B, 64, H, W), 32 wide in the 512 beta
         for down in self.downs:
-            x = down(x)
+            x = down(x)  # (B, 2C, H/2, W/2) per level, at most max_channels
         return x
 
 
 class SimSwapDecoder(nn.Module):
     """Bilinear x2 upsample + 3x3 conv + BatchNorm + ReLU per level, then reflect-pad + 7x7 conv to RGB.
 
-    ``output``: ``sigmoid`` -> [0, 1]; ``tanh01`` -> (tanh + 1) / 2 in [0, 1] (released 224
-    checkpoint); ``none`` -> raw values (released trainer, ImageNet-normalised space).
+    The encoder's mirror: same ``base_channels``, ``deep`` and ``max_channels`` (the 512 beta's last
+    level is up0, 64 -> 32, then the 7x7 conv 32 -> 3).
+
+    ``output``: ``sigmoid`` -> [0, 1]; ``tanh01`` -> (tanh + 1) / 2 in [0, 1] (released 224 and 512
+    beta checkpoints); ``none`` -> raw values (released trainer, ImageNet-normalised space).
     """
 
     def __init__(
@@ -74,11 +82,12 @@ class SimSwapDecoder(nn.Module):
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
         self.deep = deep
+        self.base_channels = base_channels
         self.output = output
         self.num_levels = 4 if deep else 3
         channels = _level_channels(base_channels, max_channels, self.num_levels)[::-1]  # coarse -> fine
         self.in_channels = channels[0]
-        # ups[0] is the coarsest level (SimSwap's up3, or up4 when deep).
+        # ups[0] is the coarsest level (SimSwap's up3, or up4 when deep; up3 in the 512 beta).
         self.ups = nn.ModuleList(
             nn.Sequential(
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
@@ -92,7 +101,7 @@ class SimSwapDecoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, 512, h, w) -> (B, 3, 8h, 8w) or 16h when deep
         for up in self.ups:
-            x = up(x)
+            x = up(x)  # (B, C', 2h, 2w) per level, the encoder's widths in reverse
         x = self.head(x)  # (B, 3, H, W)
         if self.output == "sigmoid":
             return torch.sigmoid(x)
@@ -111,7 +120,11 @@ class SimSwapGenerator(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, injection: IDInjection, decoder: nn.Module, imagenet_io: bool = False
+        self,
+        encoder: nn.Module,
+        injection: IdentityInjectionBlocks,
+        decoder: nn.Module,
+        imagenet_io: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -150,33 +163,42 @@ class SimSwapGenerator(nn.Module):
 
 _CONV = ("weight", "bias")
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+# The released networks name a level by its width: down{i} ends at 64 * 2**i channels (capped at
+# 512), so a 64-wide stem starts at down1 (224, deep) and the 32-wide stem of the 512 beta at down0.
+_FIRST_LEVEL = {64: 1, 32: 0}
 
 
-def simswap_key_map(deep: bool, num_blocks: int = 9) -> dict[str, str]:
+def simswap_key_map(deep: bool, num_blocks: int = 9, base_channels: int = 64) -> dict[str, str]:
     """Released SimSwap generator key -> ``SimSwapGenerator`` key.
 
     | released (``Generator_Adain_Upsample``) | swapper                                  |
     |------------------------------------------|------------------------------------------|
     | ``first_layer.1.*`` (7x7 conv)           | ``encoder.stem.1.*``                     |
     | ``first_layer.2.*`` (BatchNorm)          | ``encoder.stem.2.*``                     |
-    | ``down{i}.{0,1}.*``, i = 1..L            | ``encoder.downs.{i-1}.{0,1}.*``          |
+    | ``down{f+j}.{0,1}.*``, j = 0..L-1        | ``encoder.downs.{j}.{0,1}.*``            |
     | ``BottleNeck.{b}.conv{k}.1.*``           | ``injection.blocks.{b}.conv{k}.1.*``     |
     | ``BottleNeck.{b}.style{k}.linear.*``     | ``injection.blocks.{b}.adain{k}.proj.*`` |
-    | ``up{i}.{1,2}.*``, i = L..1              | ``decoder.ups.{L-i}.{1,2}.*``            |
+    | ``up{f+L-1-j}.{1,2}.*``, j = 0..L-1      | ``decoder.ups.{j}.{1,2}.*``              |
     | ``last_layer.1.*`` (7x7 conv)            | ``decoder.head.1.*``                     |
 
-    L = 3 levels, or 4 when ``deep``; k = 1, 2. Index 0 of ``first_layer``/``last_layer``/
-    ``conv{k}`` is the padding and index 0 of ``up{i}`` the upsample (no parameters).
+    L = 3 levels, or 4 when ``deep``; f = 1 for a 64-wide stem (224: down1..3, deep: down1..4) and
+    0 for the 32-wide stem of the 512 beta (down0..3); k = 1, 2. Index 0 of ``first_layer``/
+    ``last_layer``/``conv{k}`` is the padding and index 0 of ``up{i}`` the upsample (no parameters).
     """
+    if base_channels not in _FIRST_LEVEL:
+        raise ValueError(
+            f"no released SimSwap generator has a {base_channels}-channel stem (only {sorted(_FIRST_LEVEL)})"
+        )
     levels = 4 if deep else 3
+    level_ids = [_FIRST_LEVEL[base_channels] + j for j in range(levels)]  # fine -> coarse
     pairs: list[tuple[str, str, tuple[str, ...]]] = [
         ("first_layer.1", "encoder.stem.1", _CONV),
         ("first_layer.2", "encoder.stem.2", _BN),
     ]
-    for i in range(1, levels + 1):
+    for j, i in enumerate(level_ids):
         pairs += [
-            (f"down{i}.0", f"encoder.downs.{i - 1}.0", _CONV),
-            (f"down{i}.1", f"encoder.downs.{i - 1}.1", _BN),
+            (f"down{i}.0", f"encoder.downs.{j}.0", _CONV),
+            (f"down{i}.1", f"encoder.downs.{j}.1", _BN),
         ]
     for b in range(num_blocks):
         for k in (1, 2):
@@ -184,10 +206,10 @@ def simswap_key_map(deep: bool, num_blocks: int = 9) -> dict[str, str]:
                 (f"BottleNeck.{b}.conv{k}.1", f"injection.blocks.{b}.conv{k}.1", _CONV),
                 (f"BottleNeck.{b}.style{k}.linear", f"injection.blocks.{b}.adain{k}.proj", _CONV),
             ]
-    for i in range(levels, 0, -1):
+    for j, i in enumerate(reversed(level_ids)):  # the decoder runs coarse -> fine
         pairs += [
-            (f"up{i}.1", f"decoder.ups.{levels - i}.1", _CONV),
-            (f"up{i}.2", f"decoder.ups.{levels - i}.2", _BN),
+            (f"up{i}.1", f"decoder.ups.{j}.1", _CONV),
+            (f"up{i}.2", f"decoder.ups.{j}.2", _BN),
         ]
     pairs.append(("last_layer.1", "decoder.head.1", _CONV))
     return {f"{src}.{name}": f"{dst}.{name}" for src, dst, names in pairs for name in names}
@@ -209,8 +231,11 @@ def load_simswap_checkpoint(generator: SimSwapGenerator, state_dict: dict[str, T
 
     Raises ``ValueError`` listing missing, unexpected or mis-shaped keys.
     """
-    deep = bool(getattr(generator.encoder, "deep", False))
-    key_map = simswap_key_map(deep, num_blocks=len(generator.injection.blocks))
+    key_map = simswap_key_map(
+        bool(getattr(generator.encoder, "deep", False)),
+        num_blocks=len(generator.injection.blocks),
+        base_channels=getattr(generator.encoder, "base_channels", 64),
+    )
     own = generator.state_dict()
     uncovered = sorted(set(own) - set(key_map.values()))
     if uncovered:

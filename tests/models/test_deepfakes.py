@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from helpers import REFERENCE
 from torch import nn
 
 from swapper.models.blocks import Upscale
@@ -13,8 +14,8 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_original_parameter_counts_match_reference(shared_dir):
-    summary = json.loads((shared_dir / "reference" / "summary.json").read_text())
+def test_original_parameter_counts_match_reference():
+    summary = json.loads((REFERENCE / "summary.json").read_text())
     with torch.device("meta"):
         encoder, decoder = DeepfakesEncoder(), DeepfakesDecoder()
     assert n_params(encoder) == summary["deepfakes_original_encoder_64"]["params"] == 69_662_976

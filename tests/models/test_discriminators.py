@@ -7,20 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import REFERENCE
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from swapper.models.discriminators import MultiScalePatchDiscriminator, PatchDiscriminator
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = REPO / ".." / "shared" / "reference"
 DISCRIMINATOR_CONFS = sorted((REPO / "conf" / "discriminator").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    if not (REFERENCE / "simswap_patch_discriminator.tsv").is_file():
-        pytest.skip("shared/reference is absent")
     shapes = {}
     for line in (REFERENCE / "simswap_patch_discriminator.tsv").read_text().splitlines():
         if line and not line.startswith("#"):

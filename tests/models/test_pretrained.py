@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REFERENCE, SHARED
 from torch import nn
 
 from swapper.models.pretrained import ArcFace, FrozenNetwork, SFace, VGGFace, load_state_dict_file
@@ -18,24 +19,16 @@ from swapper.models.pretrained.arcface import IResNet
 from swapper.models.pretrained.vggface import LAYERS as VGG_LAYERS
 from swapper.models.pretrained.vggface import MEAN_RGB, VGGFaceNet
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-REFERENCE = SHARED / "reference"
 FACES = SHARED / "data" / "faces"
 
 
 def reference_rows(name: str) -> list[tuple[str, str]]:
-    path = REFERENCE / f"{name}.tsv"
-    if not path.is_file():
-        pytest.skip(f"reference file {path} is absent")
-    lines = path.read_text().splitlines()
+    lines = (REFERENCE / f"{name}.tsv").read_text().splitlines()
     return [tuple(line.split("\t")) for line in lines if line and not line.startswith("#")]
 
 
 def reference_params(name: str) -> int:
-    path = REFERENCE / "summary.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return json.loads(path.read_text())[name]["params"]
+    return json.loads((REFERENCE / "summary.json").read_text())[name]["params"]
 
 
 def key_rows(net: nn.Module) -> list[tuple[str, str]]:

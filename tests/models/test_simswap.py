@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REFERENCE
 
-from swapper.models.injection import AdaIN, IDBlock, IDInjection
+from swapper.models.injection import AdaIN, IDBlock, IdentityInjectionBlocks
 from swapper.models.simswap import (
     SimSwapDecoder,
     SimSwapEncoder,
@@ -18,21 +19,17 @@ from swapper.models.simswap import (
     simswap_key_map,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
 CONF = Path(__file__).resolve().parents[2] / "conf"
+LAYOUTS = {  # reference name -> (deep, base_channels)
+    "simswap_generator_224": (False, 64),
+    "simswap_generator_512": (True, 64),
+    "simswap_generator_512_beta": (True, 32),
+}
 
 
-def _reference(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
-
-
-def _tsv_shapes(deep: bool) -> dict[str, tuple[int, ...]]:
-    path = _reference(f"simswap_generator_{512 if deep else 224}.tsv")
+def _tsv_shapes(name: str) -> dict[str, tuple[int, ...]]:
     shapes = {}
-    for line in path.read_text().splitlines():
+    for line in (REFERENCE / f"{name}.tsv").read_text().splitlines():
         if not line or line.startswith("#"):
             continue
         key, shape = line.split("\t")
@@ -41,28 +38,35 @@ def _tsv_shapes(deep: bool) -> dict[str, tuple[int, ...]]:
 
 
 def _summary(name: str) -> dict:
-    return json.loads(_reference("summary.json").read_text())[name]
+    return json.loads((REFERENCE / "summary.json").read_text())[name]
 
 
 def _generator(deep: bool = False, output: str = "tanh01", **kw) -> SimSwapGenerator:
     return SimSwapGenerator(
-        SimSwapEncoder(deep=deep, **kw), IDInjection(), SimSwapDecoder(deep=deep, output=output, **kw)
+        SimSwapEncoder(deep=deep, **kw),
+        IdentityInjectionBlocks(),
+        SimSwapDecoder(deep=deep, output=output, **kw),
     )
+
+
+def _released(name: str) -> SimSwapGenerator:
+    deep, base_channels = LAYOUTS[name]
+    return _generator(deep=deep, base_channels=base_channels)
 
 
 def _lite(deep: bool = False, output: str = "sigmoid", latent: int = 128, **kw) -> SimSwapGenerator:
     return SimSwapGenerator(
         SimSwapEncoder(base_channels=16, max_channels=64, deep=deep),
-        IDInjection(channels=64, latent_dim=latent, num_blocks=2),
+        IdentityInjectionBlocks(channels=64, latent_dim=latent, num_blocks=2),
         SimSwapDecoder(base_channels=16, max_channels=64, deep=deep, output=output),
         **kw,
     )
 
 
-def _random_checkpoint(deep: bool) -> dict[str, torch.Tensor]:
+def _random_checkpoint(name: str) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     sd = {}
-    for key, shape in _tsv_shapes(deep).items():
+    for key, shape in _tsv_shapes(name).items():
         if key.endswith("num_batches_tracked"):
             sd[key] = torch.tensor(123)
         elif key.endswith("running_var"):
@@ -76,32 +80,49 @@ def _random_checkpoint(deep: bool) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("deep", "name"), [(False, "simswap_generator_224"), (True, "simswap_generator_512")]
+    ("name", "params"),
+    [
+        ("simswap_generator_224", 55_051_779),
+        ("simswap_generator_512", 59_773_443),
+        ("simswap_generator_512_beta", 55_079_427),
+    ],
 )
-def test_parameter_and_entry_counts_match_reference(deep: bool, name: str) -> None:
+def test_parameter_and_entry_counts_match_reference(name: str, params: int) -> None:
     ref = _summary(name)
     with torch.device("meta"):  # counts need no real weights
-        model = _generator(deep=deep)
-    assert sum(p.numel() for p in model.parameters()) == ref["params"]
+        model = _released(name)
+    assert sum(p.numel() for p in model.parameters()) == ref["params"] == params
     assert len(model.state_dict()) == ref["state_dict_entries"]
-    assert ref["params"] == (59_773_443 if deep else 55_051_779)
 
 
-@pytest.mark.parametrize("deep", [False, True])
-def test_key_map_covers_exactly_the_released_keys_with_matching_shapes(deep: bool) -> None:
-    shapes = _tsv_shapes(deep)
-    key_map = simswap_key_map(deep)
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_key_map_covers_exactly_the_released_keys_with_matching_shapes(name: str) -> None:
+    shapes = _tsv_shapes(name)
+    deep, base_channels = LAYOUTS[name]
+    key_map = simswap_key_map(deep, base_channels=base_channels)
     assert set(key_map) == set(shapes)
     with torch.device("meta"):
-        own = _generator(deep=deep).state_dict()
+        own = _released(name).state_dict()
     assert sorted(key_map.values()) == sorted(own)  # a bijection onto the module's keys
-    for src, dst in key_map.items():
-        assert tuple(own[dst].shape) == shapes[src], src
+    mapped = {src: tuple(own[dst].shape) for src, dst in key_map.items()}
+    assert mapped == shapes
+
+
+def test_key_map_names_the_released_levels() -> None:
+    beta = simswap_key_map(deep=True, base_channels=32)
+    assert beta["down0.0.weight"] == "encoder.downs.0.0.weight"  # 32 -> 64, the beta's extra level
+    assert beta["down3.1.running_var"] == "encoder.downs.3.1.running_var"
+    assert beta["up3.1.weight"] == "decoder.ups.0.1.weight"  # coarsest up first
+    assert beta["up0.2.num_batches_tracked"] == "decoder.ups.3.2.num_batches_tracked"
+    deep = simswap_key_map(deep=True)
+    assert deep["down4.0.bias"] == "encoder.downs.3.0.bias" and "down0.0.bias" not in deep
+    with pytest.raises(ValueError, match="16-channel stem"):
+        simswap_key_map(deep=False, base_channels=16)
 
 
 @pytest.fixture(scope="module")
 def checkpoint_224() -> dict[str, torch.Tensor]:
-    return _random_checkpoint(deep=False)
+    return _random_checkpoint("simswap_generator_224")
 
 
 @pytest.mark.parametrize("prefix", ["", "module.", "netG."])
@@ -117,12 +138,33 @@ def test_load_checkpoint_copies_every_tensor(checkpoint_224: dict, prefix: str) 
 
 
 def test_load_deep_checkpoint() -> None:
-    sd = _random_checkpoint(deep=True)
+    sd = _random_checkpoint("simswap_generator_512")
     model = _generator(deep=True)
     load_simswap_checkpoint(model, sd)
     assert torch.equal(model.encoder.downs[3][0].weight, sd["down4.0.weight"])
     assert torch.equal(model.decoder.ups[0][1].weight, sd["up4.1.weight"])  # coarsest up first
     assert torch.equal(model.decoder.ups[3][2].running_var, sd["up1.2.running_var"])
+
+
+def test_load_512_beta_checkpoint_strictly_then_forward() -> None:
+    sd = _random_checkpoint("simswap_generator_512_beta")
+    assert len(sd) == _summary("simswap_generator_512_beta")["state_dict_entries"]
+    model = _released("simswap_generator_512_beta")
+    load_simswap_checkpoint(model, sd)
+    own = model.state_dict()
+    key_map = simswap_key_map(deep=True, base_channels=32)
+    for src, dst in key_map.items():
+        assert torch.equal(own[dst], sd[src]), src
+    assert model.encoder.stem[1].out_channels == 32 and model.decoder.head[1].in_channels == 32
+    model.eval()
+    with torch.no_grad():  # 4 stride-2 levels: 64 px -> a 4 px bottleneck -> 64 px
+        code = model.encoder(torch.rand(1, 3, 64, 64))
+        out = model(torch.rand(1, 3, 64, 64), F.normalize(torch.randn(1, 512), dim=1))
+    assert code.shape == (1, 512, 4, 4)
+    assert out.shape == (1, 3, 64, 64)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1  # tanh mapped to [0, 1]
+    with pytest.raises(ValueError, match=r"missing keys \['down4"):  # the beta is not the deep recipe
+        load_simswap_checkpoint(_generator(deep=True), sd)
 
 
 def test_load_checkpoint_missing_unexpected_and_misshaped_keys(checkpoint_224: dict) -> None:
@@ -137,8 +179,10 @@ def test_load_checkpoint_missing_unexpected_and_misshaped_keys(checkpoint_224: d
     misshaped = dict(checkpoint_224, **{"last_layer.1.bias": torch.zeros(4)})
     with pytest.raises(ValueError, match=r"last_layer\.1\.bias"):
         load_simswap_checkpoint(model, misshaped)
-    with pytest.raises(ValueError, match="missing"):  # the 224 checkpoint lacks the deep level
-        load_simswap_checkpoint(_lite(deep=True), checkpoint_224)
+    with torch.device("meta"), pytest.raises(ValueError, match="missing"):  # it lacks the deep level
+        load_simswap_checkpoint(_generator(deep=True), checkpoint_224)
+    with pytest.raises(ValueError, match="16-channel stem"):  # no released layout is this narrow
+        load_simswap_checkpoint(_lite(), checkpoint_224)
 
 
 def test_released_224_forward_shape() -> None:
@@ -204,7 +248,7 @@ def test_id_block_rejects_unknown_padding() -> None:
 
 
 def test_injection_stacks_blocks() -> None:
-    injection = IDInjection(channels=8, latent_dim=16, num_blocks=3)
+    injection = IdentityInjectionBlocks(channels=8, latent_dim=16, num_blocks=3)
     assert len(injection.blocks) == 3
     assert injection(torch.randn(1, 8, 4, 4), torch.randn(1, 16)).shape == (1, 8, 4, 4)
 
@@ -281,6 +325,7 @@ def test_gradients_reach_first_encoder_conv_and_id_vector() -> None:
     [
         ("simswap", 55_051_779, False, 224, 512),
         ("simswap_deep", 59_773_443, True, 512, 512),
+        ("simswap_512_beta", 55_079_427, True, 512, 512),
         ("simswap_lite", None, False, 64, 128),
     ],
 )
