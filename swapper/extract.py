@@ -76,6 +76,20 @@ class ExtractReport:
         )
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write beside ``path``, flush, fsync, then rename: a kill never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def read_metadata(path: str | Path) -> list[dict[str, Any]]:
     """The frame records of a metadata file; a torn last line (crash mid-write) is skipped."""
     path = Path(path)
@@ -217,7 +231,9 @@ class _Writer:
             raise ValueError(f"image_format must be png, jpg, webp or bmp, got {image_format!r}")
         output.mkdir(parents=True, exist_ok=True)
         self.path = output / METADATA
-        records = read_metadata(self.path)
+        for stale in output.glob(".*.partial"):  # a crop being written when a run was killed
+            stale.unlink(missing_ok=True)
+        records = self._reconcile(read_metadata(self.path))
         self.done = {(r["source"], int(r["frame"])) for r in records}
         self.prefixes: dict[str, str] = {}
         for r in records:
@@ -233,6 +249,21 @@ class _Writer:
         self._file = self.path.open("a", encoding="utf-8")
         if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
             self._file.write("\n")  # end a torn last line so the next record starts on its own
+
+    def _reconcile(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep the frames whose crops are all on disk; rewrite the metadata file (atomically) when some
+        are not, so those frames are extracted again instead of being listed without their files."""
+        kept = [r for r in records if all((self.output / f["file"]).is_file() for f in r.get("faces", []))]
+        on_disk = self.path.read_bytes() if self.path.is_file() else b""
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        if len(kept) != len(records):
+            log.warning(
+                "%s lists %d frame(s) whose crops are missing: they will be extracted again",
+                self.path, len(records) - len(kept),
+            )  # fmt: skip
+        if len(kept) != len(records) or (on_disk and on_disk.count(b"\n") != len(records)):
+            _write_atomic(self.path, text.encode("utf-8"))
+        return kept
 
     def prefix(self, source: str, stem: str) -> str:
         """``stem``, or ``stem-2``, ``stem-3``... when another source already uses the name."""
@@ -256,7 +287,7 @@ class _Writer:
             ok, data = cv2.imencode(self.suffix, crop)
             if not ok:
                 raise OSError(f"cannot encode {name}")
-            (self.output / name).write_bytes(data.tobytes())
+            _write_atomic(self.output / name, data.tobytes())
             entries.append({"file": name, **face.to_dict(), "matrix": np.round(matrix, 8).tolist()})
         record = {
             "source": key, "frame": frame, "prefix": prefix, "image_size": list(image.shape[:2]),

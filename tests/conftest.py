@@ -10,7 +10,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pathlib import Path  # noqa: E402
 
 import pytest
-from helpers import SHARED, compose_train
+from helpers import CONF, SHARED, compose_train
 
 
 @pytest.fixture
@@ -33,14 +33,16 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def _untrained_embedder_dir(tmp_path_factory) -> Path:
     import torch
+    from omegaconf import OmegaConf
 
-    from swapper.models.face_embedder import FaceEmbedderNet
+    from swapper.models.face_embedder import FaceResNet
 
+    architecture = OmegaConf.to_container(OmegaConf.load(CONF / "face_resnet" / "small.yaml"))
     folder = tmp_path_factory.mktemp("pretrained")
     torch.manual_seed(0)
-    torch.save(FaceEmbedderNet().state_dict(), folder / "synthetic_face_embedder.pt")
+    torch.save(FaceResNet(**architecture).state_dict(), folder / "synthetic_face_embedder.pt")
     torch.save(
-        FaceEmbedderNet(embedding_dim=6, output_norm=False).state_dict(),
+        FaceResNet(**architecture, embedding_dim=6, output_norm=False).state_dict(),
         folder / "synthetic_attribute_estimator.pt",
     )
     return folder
@@ -49,7 +51,7 @@ def _untrained_embedder_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def synthetic_embedder(_untrained_embedder_dir, monkeypatch) -> Path:
     """A pretrained dir holding synthetic_face_embedder.pt and synthetic_attribute_estimator.pt as
-    `experiment=face_embedder|attribute_estimator` write them (untrained weights made here, the default
-    architectures); SWAPPER_PRETRAINED points there, subprocesses included."""
+    `experiment=face_embedder|attribute_estimator` write them (untrained weights made here, the architecture
+    of conf/face_resnet/small.yaml); SWAPPER_PRETRAINED points there, subprocesses included."""
     monkeypatch.setenv("SWAPPER_PRETRAINED", str(_untrained_embedder_dir))
     return _untrained_embedder_dir

@@ -7,13 +7,26 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import CONF, compose_train
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-# detector/ belongs to extract.yaml (tested in tests/data/test_extract.py);
-# generator/ is selected by experiments
-SKIP_GROUPS = {"hydra", "experiment", "debug", "hparams_search", "generator", "detector"}
+# detector/ belongs to extract.yaml (tested in tests/faces/test_extract.py), select/ to extract.yaml and
+# infer.yaml (tested below); generator/ and identity_network/ come with module=identity_injection (tested
+# in tests/training/test_injection.py); face_resnet/ is merged into the nodes that build one
+# (tests/training/test_face_embedder_module.py)
+SKIP_GROUPS = {
+    "hydra",
+    "experiment",
+    "debug",
+    "hparams_search",
+    "generator",
+    "identity_network",
+    "detector",
+    "select",
+    "face_resnet",
+}
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in SKIP_GROUPS)
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(f.stem for f in (CONF / "experiment").glob("*.yaml"))
@@ -75,6 +88,27 @@ def test_group_option_composes_and_instantiates(group, option, face_folders, tmp
         node = cfg.module
     built = instantiate(node)
     assert built is not None
+
+
+SELECT_OPTIONS = sorted(f.stem for f in (CONF / "select").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("entry", ["extract", "infer"])
+def test_select_options_compose_in_extract_and_infer(entry, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from swapper.faces.selection import FaceSelector
+
+    assert SELECT_OPTIONS == ["all", "largest", "reference"]
+    required = ["input=x", f"output={tmp_path}"] + ["run=r"] * (entry == "infer")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert compose(entry, overrides=required).select.mode == "all"  # the default keeps every face
+        for option in SELECT_OPTIONS:
+            cfg = compose(entry, overrides=[*required, f"select={option}", "select.reference=me.jpg"])
+            selector = instantiate(cfg.select)
+            assert isinstance(selector, FaceSelector) and selector.mode == option
+            assert selector.reference == Path("me.jpg") and selector.threshold == 0.363
 
 
 def test_unknown_option_is_a_clear_error(tmp_path):

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from synthetic_frames import KnownFaces, background, render_frame
 
 from infer import infer
 from swapper.data.datasets import to_tensor
@@ -25,11 +26,10 @@ from swapper.data.synthetic import Attributes, FaceRenderer, Identity
 from swapper.inference.align import Aligner
 from swapper.inference.blend import Feather
 from swapper.inference.color import NoColorCorrection
-from swapper.inference.loading import load_model
+from swapper.inference.loading import load_generator
 from swapper.inference.mask import LandmarkMask
 from swapper.inference.pipeline import FaceSwapPipeline
 from swapper.inference.swap import build_swap
-from swapper.inference.synthetic import KnownFaces, background, render_frame
 
 FACES = SHARED / "data" / "faces"
 SIZE = 32  # crop side of the tiny runs
@@ -64,7 +64,7 @@ def make_run(path: Path, overrides: list[str], steps: int = 0) -> Path:
             )
             for side, seed in identities.items()
         }
-        params = list(module.encoder.parameters()) + list(module.decoders.parameters())
+        params = list(module.generator.parameters())
         optimizer = torch.optim.Adam(params, lr=2e-3)
         generator = torch.Generator().manual_seed(0)
         threads = torch.get_num_threads()
@@ -118,8 +118,9 @@ def photo(tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_tiny_model_swaps_frames_closer_to_the_ground_truth(trained_run):
-    model, run_cfg = load_model(trained_run, "last", "cpu")
-    aligner = Aligner().for_run(run_cfg)
+    loaded = load_generator(trained_run, "last", "cpu")
+    model = loaded.generator
+    aligner = Aligner().for_crop(loaded.crop)
     assert aligner.template.name == "synthetic" and aligner.size == SIZE
     a, b = Identity.from_seed(1), Identity.from_seed(2)  # the run's identities (data/synthetic.yaml)
     frames, truths, faces = [], [], []
@@ -300,7 +301,7 @@ def test_reference_selection_swaps_only_the_matching_person(untrained_run, tmp_p
             f"run={untrained_run}",
             f"input={FACES / 'two_people.jpg'}",
             f"output={out}",
-            "select.mode=reference",
+            "select=reference",
             f"select.reference={FACES / 'obama.jpg'}",
             "align.template=mean_face",
             "infer/color=none",

@@ -1,5 +1,6 @@
-"""Writes one submodule's weights as a plain state dict when training ends (e.g. a trained identity
-network that other runs load as a frozen pretrained network)."""
+"""Files written when training ends: one submodule's weights as a plain state dict (e.g. a trained
+identity network that other runs load as a frozen pretrained network), and the self-contained
+generator file that ``infer.py`` accepts instead of a run directory."""
 
 from __future__ import annotations
 
@@ -60,4 +61,47 @@ class ExportWeights(L.Callback):
             log.info("exported %s weights to %s", self.attribute, path)
 
 
-__all__ = ["ExportWeights"]
+class ExportGenerator(L.Callback):
+    """When training ends, write the run's generator as one self-contained file (``<run>/<filename>``):
+    its weights (the EMA copy when kept) and, as metadata, the config node that builds it and the crop
+    geometry of the training data. ``python infer.py run=<that file>`` swaps with it, no run directory
+    needed. Skipped like :class:`ExportWeights` after a guard stop or with non-finite weights."""
+
+    def __init__(self, run_dir: str, filename: str = "generator.safetensors") -> None:
+        self.run_dir = Path(run_dir)
+        self.filename = filename
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from swapper.inference.loading import generator_node, load_run_config, run_crop, save_generator_file
+
+        generator = getattr(pl_module, "swap_generator", None)
+        if not trainer.is_global_zero or generator is None:
+            return
+        path = self.run_dir / self.filename
+        tripped = [cb.tripped for cb in trainer.callbacks if getattr(cb, "tripped", None)]
+        broken = [
+            k
+            for k, v in generator.state_dict().items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if tripped or broken:
+            log.error(
+                "ExportGenerator: %s not written (%s)", path, tripped[0] if tripped else "non-finite weights"
+            )
+            return
+        if not (self.run_dir / "config.yaml").is_file():  # a Trainer built by hand, not by train.py
+            log.warning("ExportGenerator: %s has no config.yaml; %s not written", self.run_dir, path)
+            return
+        run_cfg = load_run_config(self.run_dir)
+        was_training = pl_module.training
+        pl_module.eval()  # the evaluation generator: the EMA copy when one is kept
+        try:
+            generator = pl_module.swap_generator
+            crop = run_crop(run_cfg, generator.default_template)
+            save_generator_file(path, generator, generator_node(run_cfg, self.run_dir), crop)
+        finally:
+            pl_module.train(was_training)
+        log.info("exported the generator to %s (infer.py run=%s)", path, path)
+
+
+__all__ = ["ExportGenerator", "ExportWeights"]

@@ -2,7 +2,8 @@
 
 ``PairAugmentation(x)`` returns ``(input, target)``: the geometric jitter (flip, small affine)
 applies to both, the Deepfakes random warp only to the input, so the network learns to restore
-any distorted face into its identity.
+any distorted face into its identity. Maps that belong to the target (a face mask, loss weights)
+go in as ``extra`` and come out with the target's geometry.
 """
 
 from __future__ import annotations
@@ -77,12 +78,24 @@ class PairAugmentation(nn.Module):
                     p=affine_p,
                 )
             )
-        if color_jitter > 0:
-            # brightness/contrast/saturation only: hue shifts would change skin tone, i.e. identity
-            geometric.append(K.ColorJitter(color_jitter, color_jitter, color_jitter, 0.0, p=0.8))
         self.geometric = nn.Sequential(*geometric)
+        # brightness/contrast/saturation only: hue shifts would change skin tone, i.e. identity
+        self.color = (
+            K.ColorJitter(color_jitter, color_jitter, color_jitter, 0.0, p=0.8) if color_jitter > 0 else None
+        )
         self.warp = warp if warp is not None else nn.Identity()
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        target = self.geometric(x).clamp(0, 1) if len(self.geometric) else x
-        return self.warp(target), target
+    def forward(self, x: Tensor, extra: Tensor | None = None):
+        """(B, 3, H, W) faces [+ (B, C, H, W) maps] → (input, target) [+ the maps, moved like the target]."""
+        channels = x.shape[1]
+        both = x if extra is None else torch.cat([x, extra], dim=1)
+        if len(self.geometric):
+            both = self.geometric(both)
+        target = both[:, :channels]
+        if self.color is not None:
+            target = self.color(target)
+        if len(self.geometric) or self.color is not None:
+            target = target.clamp(0, 1)
+        if extra is None:
+            return self.warp(target), target
+        return self.warp(target), target, both[:, channels:]

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from swapper.attributes import ATTRIBUTE_NAMES
+
 __all__ = [
-    "ATTRIBUTE_NAMES",
     "BEARD_FULL",
     "BEARD_NONE",
     "BEARD_STUBBLE",
@@ -34,8 +35,6 @@ __all__ = [
     "FaceRenderer",
     "Identity",
 ]
-
-ATTRIBUTE_NAMES: tuple[str, ...] = ("yaw", "pitch", "roll", "mouth_open", "smile", "blink")
 
 RGB = tuple[float, float, float]
 
@@ -253,10 +252,8 @@ class Attributes:
         )
 
     def pose_expression(self) -> np.ndarray:
-        """(6,) float32 ``[yaw, pitch, roll, mouth_open, smile, blink]`` (see ``ATTRIBUTE_NAMES``)."""
-        return np.array(
-            [self.yaw, self.pitch, self.roll, self.mouth_open, self.smile, self.blink], dtype=np.float32
-        )
+        """(6,) float32 ``[yaw, pitch, roll, mouth_open, smile, blink]``, in ``ATTRIBUTE_NAMES`` order."""
+        return np.array([getattr(self, name) for name in ATTRIBUTE_NAMES], dtype=np.float32)
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:

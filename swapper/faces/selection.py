@@ -18,7 +18,7 @@ import numpy as np
 from swapper.faces.alignment import estimate, get_template, warp
 from swapper.faces.detection import Face, face_size
 
-__all__ = ["SFACE_COSINE_THRESHOLD", "FaceSelector", "SFaceEmbedder", "by_identity", "largest"]
+__all__ = ["SFACE_COSINE_THRESHOLD", "FaceSelector", "SFaceDescriptor", "by_identity", "largest"]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / norm
 
 
-class SFaceEmbedder:
-    """(BGR image, faces) → (N, 128) L2-normalised SFace embeddings of ArcFace-aligned 112 crops."""
+class SFaceDescriptor:
+    """Identity descriptors of detected faces, numpy in and out: (BGR image, faces) → (N, 128)
+    L2-normalised embeddings of ArcFace-aligned 112 crops by the frozen ``SFace`` network."""
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
         import torch
@@ -133,7 +134,7 @@ class FaceSelector:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = SFaceEmbedder()
+            self._embedder = SFaceDescriptor()
         return self._embedder
 
     def prepare(self, detector: Callable[[np.ndarray], list[Face]]) -> None:

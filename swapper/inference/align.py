@@ -1,6 +1,6 @@
 """The align stage: frame landmarks → the crop geometry the run was trained on, and back.
 
-Crops made by extraction follow a named template of ``swapper.data.alignment`` (``mean_face`` for
+Crops made by extraction follow a named template of ``swapper.faces.alignment`` (``mean_face`` for
 Deepfakes crops, ``arcface`` for SimSwap ones). Synthetic crops are not extracted: the renderer
 draws each face at a fixed place in its crop. For runs trained on them the ``synthetic`` template
 puts the 5 landmarks where the renderer draws them for the average identity (seeds 0-199) at zero
@@ -11,17 +11,14 @@ crop it was drawn in.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from swapper.data.alignment import Template, estimate, get_template, transform_points, warp
+from swapper.faces.alignment import Template, estimate, get_template, transform_points, warp
+from swapper.inference.loading import CropSpec
 
-__all__ = ["Aligner", "run_template", "synthetic_template"]
+__all__ = ["Aligner", "synthetic_template"]
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +42,9 @@ def synthetic_template(coverage: float = 1.0) -> Template:
     return Template("synthetic", 0.5 + coverage * (_synthetic_points5() - 0.5), None, float(coverage))
 
 
-def _folder_template(folder: Path) -> tuple[str, float] | None:
-    """(template, coverage) recorded by extraction in ``folder``/faces.jsonl (or its parent's)."""
-    for meta in (folder / "faces.jsonl", folder.parent / "faces.jsonl"):
-        if meta.is_file():
-            for line in meta.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    return str(record["template"]), float(record["coverage"])
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
-    return None
-
-
-def run_template(run_cfg: Mapping[str, Any]) -> tuple[str, float | None]:
-    """The template (and coverage, None = the template's default) of the crops a run trained on.
-
-    Synthetic data sets → ``synthetic``; folders of extracted crops → what their ``faces.jsonl``
-    records; otherwise the paradigm's usual crops (per-pair: ``mean_face``, injection: ``arcface``).
-    """
-    data = run_cfg.get("data") or {}
-    train = data.get("train") or {}
-    target = str(train.get("_target_", ""))
-    if "Synthetic" in target:
-        return "synthetic", None
-    for key in ("folder_a", "folder_b", "root"):
-        folder = train.get(key)
-        if isinstance(folder, str) and (found := _folder_template(Path(folder).expanduser())):
-            return found
-    module_target = str((run_cfg.get("module") or {}).get("_target_", ""))
-    return ("arcface", None) if "injection" in module_target.lower() else ("mean_face", None)
-
-
 class Aligner:
     """Cut ``size``×``size`` aligned crops with ``template`` (see ``TEMPLATES``; ``auto`` needs
-    :meth:`for_run`) and return the (2, 3) frame → crop matrices used to paste them back."""
+    :meth:`for_crop`) and return the (2, 3) frame → crop matrices used to paste them back."""
 
     def __init__(
         self, template: str = "auto", coverage: float | None = None, size: int = 64, border: str = "constant"
@@ -95,20 +60,20 @@ class Aligner:
             return synthetic_template(1.0 if coverage is None else coverage)
         return get_template(name, coverage)
 
-    def for_run(self, run_cfg: Mapping[str, Any]) -> Aligner:
-        """Resolve ``auto`` from the run's data and take its crop size (``image_size``)."""
-        self.size = int(run_cfg.get("image_size", self.size))
+    def for_crop(self, crop: CropSpec) -> Aligner:
+        """Cut crops like the generator's training crops: their size, and their template unless one
+        was chosen here (``auto``)."""
+        self.size = int(crop.size)
         if self.template is None:
-            name, coverage = run_template(run_cfg)
-            self.template = self._build(name, self.coverage if self.coverage is not None else coverage)
-            log.info(
-                "alignment: template %s (coverage %.3f) from the run's data", name, self.template.coverage
-            )
+            coverage = self.coverage if self.coverage is not None else crop.coverage
+            self.template = self._build(crop.template, coverage)
+            log.info("alignment: template %s (coverage %.3f) of the training crops", crop.template,
+                     self.template.coverage)  # fmt: skip
         return self
 
     def matrix(self, landmarks: np.ndarray) -> np.ndarray:
         if self.template is None:
-            raise RuntimeError("Aligner(template='auto') needs for_run(run_cfg) before use")
+            raise RuntimeError("Aligner(template='auto') needs for_crop(crop) before use")
         return estimate(landmarks, self.template, self.size)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

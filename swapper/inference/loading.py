@@ -1,17 +1,48 @@
-"""Rebuild a trained model from its run directory (saved config + checkpoint)."""
+"""Load a trained generator for inference: from a run directory (its saved config's generator node and
+a checkpoint's generator weights) or from an exported generator file. No training module is built.
+
+A generator file (``<run>/generator.safetensors``, written when training ends) holds the generator's
+weights (the EMA copy when one was kept) and, in its metadata, the config node that builds it, the crop
+size and the alignment template of the training crops: everything ``infer.py`` needs, in one file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
-# Parts of a training module that inference never needs: frozen loss networks may have no
-# weights on the inference machine, and discriminators are training-only.
-TRAINING_ONLY_PREFIXES = ("losses.", "discriminators.", "discriminator.")
+from swapper.models.generators import SwapGenerator
+from swapper.models.pretrained.loading import load_strict
+
+FILE_FORMAT = "swapper-generator/1"
+GENERATOR_PREFIX = "generator."
+EMA_PREFIX = "generator_ema.module."
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How the training crops were cut: ``size`` px, alignment ``template`` and its ``coverage``
+    (None: the template's default)."""
+
+    size: int
+    template: str
+    coverage: float | None = None
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    generator: SwapGenerator
+    crop: CropSpec
+    origin: Path
 
 
 def find_checkpoint(run_dir: Path, checkpoint: str = "last") -> Path:
@@ -44,23 +75,72 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def load_model(
-    run_dir: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu"
-) -> tuple[L.LightningModule, DictConfig]:
-    """The run's module with trained weights, in eval mode on ``device``.
+def generator_node(run_cfg: DictConfig, where: str | Path) -> dict[str, Any]:
+    """The config node that builds the run's generator (``module.generator``)."""
+    node = (run_cfg.get("module") or {}).get("generator")
+    if node is None:
+        module = (run_cfg.get("module") or {}).get("_target_", "?")
+        raise ValueError(f"{where}: module {module} trains no face-swap generator (no module.generator)")
+    return OmegaConf.to_container(node, resolve=True)
 
-    Everything the swap needs must load: a missing or mis-shaped generator weight is an error
-    naming the keys; only training-only parts (losses, discriminators) are left out.
-    """
-    run_dir = Path(run_dir).expanduser()
-    cfg = load_run_config(run_dir)
-    ckpt_path = find_checkpoint(run_dir, checkpoint)
-    module_cfg = OmegaConf.to_container(cfg.module, resolve=True)
-    module_cfg["losses"] = {"inference": {"_target_": "swapper.losses.reconstruction.L1Loss"}}
-    for key in ("discriminator", "discriminator_a", "discriminator_b"):
-        if key in module_cfg:
-            module_cfg[key] = None
-    module = instantiate(OmegaConf.create(module_cfg))
+
+def _recorded_template(folder: Path) -> tuple[str, float] | None:
+    """(template, coverage) recorded by extraction in ``folder``/faces.jsonl (or its parent's)."""
+    for meta in (folder / "faces.jsonl", folder.parent / "faces.jsonl"):
+        if meta.is_file():
+            for line in meta.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    return str(record["template"]), float(record["coverage"])
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+    return None
+
+
+def run_crop(run_cfg: DictConfig, default_template: str) -> CropSpec:
+    """The crops a run trained on: ``data.crop_template`` when the data config states it, else what
+    extraction recorded beside the training folders, else the generator's usual template."""
+    data = run_cfg.get("data") or {}
+    size = int(run_cfg.get("image_size", 64))
+    if data.get("crop_template"):
+        return CropSpec(size, str(data.crop_template))
+    train = data.get("train") or {}
+    for key in ("folder_a", "folder_b", "root"):
+        folder = train.get(key)
+        if isinstance(folder, str) and (found := _recorded_template(Path(folder).expanduser())):
+            return CropSpec(size, *found)
+    return CropSpec(size, default_template)
+
+
+def generator_state(state: dict[str, Tensor], generator: SwapGenerator) -> dict[str, Tensor]:
+    """A training module's state dict → the generator's, with the EMA copy's weights in place of the
+    averaged part when the run kept one."""
+    own = {k[len(GENERATOR_PREFIX) :]: v for k, v in state.items() if k.startswith(GENERATOR_PREFIX)}
+    averaged = {k[len(EMA_PREFIX) :]: v for k, v in state.items() if k.startswith(EMA_PREFIX)}
+    for key, value in averaged.items():
+        own[generator.averaged_prefix + key] = value
+    return own
+
+
+def _load_into(generator: SwapGenerator, state: dict[str, Tensor], origin: Path, built_from: str) -> None:
+    try:
+        load_strict(generator, state, name=f"the generator built from {built_from}")
+    except ValueError as err:
+        raise ValueError(f"{origin}: {err}") from None
+
+
+def load_generator(
+    path: str | Path, checkpoint: str = "last", device: str | torch.device = "cpu"
+) -> LoadedGenerator:
+    """A run directory or a generator file → the generator with trained weights, in eval mode on
+    ``device``, and the crop geometry it expects. Every generator weight must load (strict)."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return read_generator_file(path, device)
+    run_cfg = load_run_config(path)
+    node = generator_node(run_cfg, path / "config.yaml")
+    generator: SwapGenerator = instantiate(node)
+    ckpt_path = find_checkpoint(path, checkpoint)
     try:
         payload = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
@@ -68,34 +148,72 @@ def load_model(
     state = payload.get("state_dict") if isinstance(payload, dict) else None
     if state is None:
         raise ValueError(f"{ckpt_path} is not a Lightning checkpoint (no 'state_dict')")
-    state = {k: v for k, v in state.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
-    expected = {k for k in module.state_dict() if not k.startswith(TRAINING_ONLY_PREFIXES)}
-    missing = sorted(expected - state.keys())
-    unexpected = sorted(state.keys() - expected)
-    own = module.state_dict()
-    mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(expected & state.keys())
-        if state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f"checkpoint {ckpt_path} does not match the model built from {run_dir / 'config.yaml'}:\n"
-            + "".join(
-                f"  {title}: {items[:8]}{' …' if len(items) > 8 else ''}\n"
-                for title, items in (
-                    ("missing", missing),
-                    ("unexpected", unexpected),
-                    ("shape mismatch", mismatched),
-                )
-                if items
-            )
-        )
-    module.load_state_dict(state, strict=False)
-    return module.to(device).eval(), cfg
+    _load_into(generator, generator_state(state, generator), ckpt_path, str(path / "config.yaml"))
+    crop = run_crop(run_cfg, generator.default_template)
+    return LoadedGenerator(generator.to(device).eval(), crop, ckpt_path)
+
+
+def save_generator_file(
+    path: str | Path, generator: SwapGenerator, node: dict[str, Any], crop: CropSpec
+) -> Path:
+    """Write the generator's weights and what rebuilds it to ``path`` (safetensors), atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
+    metadata = {
+        "format": FILE_FORMAT,
+        "generator": json.dumps(node),
+        "crop": json.dumps({"size": crop.size, "template": crop.template, "coverage": crop.coverage}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_generator_file(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
+    """A file written by :func:`save_generator_file` → the generator in eval mode on ``device``."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is neither a run directory nor a readable generator file: {err}") from None
+    if metadata.get("format") != FILE_FORMAT:
+        raise ValueError(f"{path} is not a swapper generator file (format {metadata.get('format')!r})")
+    generator: SwapGenerator = instantiate(json.loads(metadata["generator"]))
+    _load_into(generator, state, path, f"{path}'s metadata")
+    crop = CropSpec(**json.loads(metadata["crop"]))
+    return LoadedGenerator(generator.to(device).eval(), crop, path)
 
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+__all__ = [
+    "CropSpec",
+    "LoadedGenerator",
+    "find_checkpoint",
+    "generator_state",
+    "load_generator",
+    "load_run_config",
+    "pick_device",
+    "read_generator_file",
+    "run_crop",
+    "save_generator_file",
+]

@@ -15,16 +15,22 @@ class IdentityLoss(LossTerm):
     ``network`` exposes ``embed(images01) -> (B, D)`` (ArcFace, SFace, VGGFace wrappers). The
     source side is a fixed target (no graph). Reads ``fake`` and ``source``; a module that has
     already embedded the source (SimSwap injects that vector) may pass ``source_embedding``
-    instead to skip the second forward.
+    instead to skip the second forward. ``network=None``: the identity-injection module gives the
+    term its generator's identity network, so one network (one config node) serves both.
     """
 
-    def __init__(self, network: nn.Module, weight: float = 1.0) -> None:
+    def __init__(self, network: nn.Module | None = None, weight: float = 1.0) -> None:
         super().__init__(weight)
-        self.network = network.requires_grad_(False)
+        self.network = network.requires_grad_(False) if network is not None else None
 
     def generator_loss(
         self, fake: Tensor, source: Tensor | None = None, source_embedding: Tensor | None = None, **_
     ) -> Tensor:
+        if self.network is None:
+            raise ValueError(
+                "IdentityLoss has no network: set loss.identity.network, or train it with "
+                "module=identity_injection, which gives it the generator's identity network"
+            )
         if source_embedding is None:
             if source is None:
                 raise ValueError("IdentityLoss needs `source` or `source_embedding`")

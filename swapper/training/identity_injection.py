@@ -3,10 +3,8 @@ Holds no layers, only wiring."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 
-import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError, MeanMetric
@@ -15,57 +13,39 @@ from torchmetrics.image import PeakSignalNoiseRatio
 from swapper.losses.identity import IdentityLoss
 from swapper.metrics.attribute import edge_map
 from swapper.metrics.identity import IdentityRetrieval, cosine_similarity
-from swapper.training.common import (
-    ManualOptimizationHooks,
-    OptimizerFactory,
-    SchedulerFactory,
-    loss_dict,
-    weighted_sum,
-    with_schedulers,
-)
+from swapper.models.generators import IdentityInjectionGenerator
+from swapper.training.adversarial import AdversarialModule
+from swapper.training.common import OptimizerFactory, SchedulerFactory
 
 
-def same_network(a: nn.Module, b: nn.Module) -> bool:
-    """Whether two frozen networks compute the same function: same class, same state tensors."""
-    if type(a) is not type(b):
-        return False
-    state_a, state_b = a.state_dict(), b.state_dict()
-    return state_a.keys() == state_b.keys() and all(
-        state_a[k].shape == state_b[k].shape and torch.equal(state_a[k], state_b[k]) for k in state_a
-    )
-
-
-class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
+class IdentityInjectionModule(AdversarialModule):
     """Train ``G(target, embed(source))`` to show the source's identity with the target's attributes.
 
     Batch: ``source``, ``target`` (B, 3, H, W) in [0, 1], ``same_identity`` (B,) bool,
     ``source_id``/``target_id`` (B,) labels, and on synthetic data ``truth`` (the exact swap).
 
-    Each step embeds the source once with the frozen ``identity_network`` (no grad; the vector is
-    injected and, when the identity loss uses the same network, reused as its target) and runs
-    the generator once; the discriminator phase sees the detached result, the generator phase
-    the attached one. Loss terms read the step keys of ``swapper.losses.base`` plus
-    ``source_embedding``; ``real`` is the target (the reconstruction terms count only
-    same-identity pairs when so configured).
+    Each step embeds the source once with the generator's frozen identity network (no grad; the
+    vector is injected and is the identity loss's target) and runs the generator once; the shared
+    GAN step (:class:`AdversarialModule`) runs the discriminator phase on the detached result and the
+    generator phase on the attached one. Loss terms read the step keys of ``swapper.losses.base``;
+    ``real`` is the target (the reconstruction terms count only same-identity pairs when so configured).
 
-    ``identity_network=None`` takes the identity loss's network (the paper's setting); an identity
-    loss or evaluation network equal to it (``same_network``: two copies built from the same YAML)
-    shares the one copy. ``eval_identity_network`` (default: the injection network) measures the
-    validation identity metrics; the paper uses a network other than the loss's.
-    ``attribute_network`` (``predict(images) -> (B, 6)`` pose/expression, e.g. ``AttributeEstimator``)
-    scores, where the batch carries ``target_attributes``, how far the result's pose (mean |error| of
-    yaw, pitch, roll in degrees) and expression (mouth-open, smile, blink) are from the target's, as
-    the paper's pose and expression evaluation; beside the source's (what ignoring the target gives)
-    and the ground truth's (the estimator's own error). ``ema_decay``
-    keeps an exponential moving average of the generator for validation and previews.
+    An identity loss without a network of its own (``network: null``, the configured default) is given
+    the generator's identity network: one network, built once, embeds for injection and for the loss.
+    ``eval_identity_network`` (default: the injection network) measures the validation identity
+    metrics; the paper uses a network other than the loss's. ``attribute_network``
+    (``predict(images) -> (B, 6)`` pose/expression, e.g. ``AttributeEstimator``) scores, where the batch
+    carries ``target_attributes``, how far the result's pose (mean |error| of yaw, pitch, roll in degrees)
+    and expression (mouth-open, smile, blink) are from the target's, as the paper's pose and expression
+    evaluation; beside the source's (what ignoring the target gives) and the ground truth's (the
+    estimator's own error).
     """
 
     def __init__(
         self,
-        generator: nn.Module,
+        generator: IdentityInjectionGenerator,
         losses: Mapping[str, nn.Module],
         optimizer: OptimizerFactory,
-        identity_network: nn.Module | None = None,
         discriminator: nn.Module | None = None,
         discriminator_optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
@@ -73,46 +53,34 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         attribute_network: nn.Module | None = None,
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
+        seed: int | None = None,
     ) -> None:
-        super().__init__()
-        if discriminator is not None and discriminator_optimizer is None:
-            raise ValueError("a discriminator needs a discriminator_optimizer")
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}")
-        self.automatic_optimization = False
-        self.generator = generator
-        self.discriminator = discriminator
-        self.losses = loss_dict(losses)
-        identity_terms = [term for term in self.losses.values() if isinstance(term, IdentityLoss)]
-        if identity_network is None:
-            networks = {id(term.network): term.network for term in identity_terms}
-            if len(networks) != 1:
-                raise ValueError(
-                    "identity injection needs an identity network: configure one identity loss "
-                    "(e.g. loss=[identity_sface,...]) or set module.identity_network"
-                )
-            identity_network = next(iter(networks.values()))
-        self.identity_network = identity_network.requires_grad_(False)
-        for term in identity_terms:  # one copy of a network built twice from the same YAML
-            if term.network is not identity_network and same_network(term.network, identity_network):
+        if not isinstance(generator, IdentityInjectionGenerator):
+            raise TypeError(
+                f"identity injection trains an IdentityInjectionGenerator, got {type(generator).__name__}"
+            )
+        discriminators = {"target": discriminator} if discriminator is not None else None
+        super().__init__(
+            generator, losses, optimizer, discriminators, discriminator_optimizer, scheduler,
+            gradient_clip_val, ema_decay, seed,
+        )  # fmt: skip
+        identity_network = generator.identity_network
+        for term in self.losses.values():
+            if isinstance(term, IdentityLoss) and term.network is None:
                 term.network = identity_network
-        if eval_identity_network is not None and same_network(eval_identity_network, identity_network):
-            eval_identity_network = None
+        # The injected vector doubles as the identity loss's target only if that loss embeds with the
+        # very same network; a loss given a network of its own embeds the source itself.
+        self.share_source_embedding = all(
+            term.network is identity_network
+            for term in self.losses.values()
+            if isinstance(term, IdentityLoss)
+        )
         self.eval_identity_network = (
             eval_identity_network.requires_grad_(False) if eval_identity_network is not None else None
         )
-        # The injected vector doubles as the identity loss's target only if that loss embeds with
-        # the very same network; otherwise each identity term embeds the source itself.
         self.attribute_network = (
             attribute_network.requires_grad_(False) if attribute_network is not None else None
         )
-        self.share_source_embedding = all(term.network is self.identity_network for term in identity_terms)
-        self.ema_decay = ema_decay
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay is not None else None
-        self.optimizer_factory = optimizer
-        self.discriminator_optimizer_factory = discriminator_optimizer
-        self.scheduler_factory = scheduler
-        self.gradient_clip_val = gradient_clip_val
 
         self.val_rec_l1 = MeanAbsoluteError()
         self.val_id_sim_source = MeanMetric()
@@ -128,37 +96,23 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         self.val_swap_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_baseline_l1 = MeanAbsoluteError()  # the no-swap baseline: the target unchanged
         self.val_baseline_psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_attribute_l1 = MeanAbsoluteError()
-        self.val_attribute_baseline_l1 = MeanAbsoluteError()
-        self.val_attribute_source_l1 = MeanAbsoluteError()
+        self.val_edge_l1 = MeanAbsoluteError()
+        self.val_edge_baseline_l1 = MeanAbsoluteError()
+        self.val_edge_source_l1 = MeanAbsoluteError()
         self.val_pose = nn.ModuleDict({k: MeanMetric() for k in ("result", "source", "truth")})
         self.val_expression = nn.ModuleDict({k: MeanMetric() for k in ("result", "source", "truth")})
 
-    # ---- the model as users call it -------------------------------------------------------
+    @property
+    def identity_network(self) -> nn.Module:
+        return self.generator.identity_network
+
     def embed(self, source: Tensor) -> Tensor:
         """(B, 3, H, W) source faces -> (B, D) unit identity vectors of the injection network."""
-        with torch.no_grad():
-            embedding = self.identity_network.embed(source)
-        latent = getattr(getattr(self.generator, "injection", None), "latent_dim", None)
-        if latent is not None and embedding.shape[1] != latent:
-            raise ValueError(
-                f"the identity network gives {embedding.shape[1]}-d embeddings but the generator injects "
-                f"{latent}-d vectors: pair ArcFace (512) with generator=simswap/simswap_deep and SFace (128) "
-                "with generator=simswap_lite, or set generator.injection.latent_dim"
-            )
-        return embedding
+        return self.generator.embed(source)
 
     def generate(self, target: Tensor, source_embedding: Tensor) -> Tensor:
-        """The evaluation generator (the EMA copy when kept) on a target and identity vectors."""
-        generator = self.generator_ema if self.generator_ema is not None else self.generator
-        return generator(target, source_embedding)
-
-    def swap(self, source: Tensor, target: Tensor) -> Tensor:
-        """Put each source's identity on the matching target: (B, 3, H, W) x 2 -> (B, 3, H, W)."""
-        return self.generate(target, self.embed(source))
-
-    def forward(self, source: Tensor, target: Tensor) -> Tensor:
-        return self.swap(source, target)
+        """The evaluation generator (the EMA copy in eval mode) on targets and identity vectors."""
+        return self.swap_generator.swap(target, source_embedding)
 
     def preview_rows(self, batch: Mapping[str, Tensor]) -> list[tuple[str, Tensor]]:
         """The K×K source × target grid as K + 1 rows of K + 1 images (see SwapPreview).
@@ -177,13 +131,13 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
 
     # ---- training ---------------------------------------------------------------------------
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        opt_g = optimizers[0]
+        with self.step_randomness():
+            self._train_step(batch)
+
+    def _train_step(self, batch: Mapping[str, Tensor]) -> None:
         source, target = batch["source"], batch["target"]
-        batch_size = source.shape[0]
         source_embedding = self.embed(source)  # (B, D), no graph
-        fake = self.generator(target, source_embedding)  # the only generator forward of the step
+        fake = self.generator.swap(target, source_embedding)  # the only generator forward of the step
         step: dict[str, object] = {
             "fake": fake,
             "real": target,
@@ -194,68 +148,7 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
         }
         if self.share_source_embedding:
             step["source_embedding"] = source_embedding
-
-        if self.discriminator is not None:
-            disc, opt_d = self.discriminator, optimizers[1]
-            detached = fake.detach()
-            real_logits, real_features = disc(target)
-            fake_logits, fake_features = disc(detached)
-            d_step = {
-                **step,
-                "fake": detached,
-                "real_logits": real_logits,
-                "fake_logits": fake_logits,
-                "real_features": real_features,
-                "fake_features": fake_features,
-                "discriminator": disc,
-            }
-            d_total, d_values = weighted_sum(self.losses, "discriminator", [d_step])
-            if d_total is not None:
-                self._update(opt_d, d_total, counted=False, toggle=True)
-                self._log_phase("d", d_total, d_values, batch_size)
-            # how well D separates real from fake (mean logit over scales)
-            self.log("train/d/real_score", _mean_logit(real_logits), batch_size=batch_size)
-            self.log("train/d/fake_score", _mean_logit(fake_logits), batch_size=batch_size)
-            # The generator phase needs the updated D's view of the attached result.
-            fake_logits, fake_features = disc(fake)
-            with torch.no_grad():
-                real_logits, real_features = disc(target)
-            step.update(
-                fake_logits=fake_logits,
-                fake_features=fake_features,
-                real_logits=real_logits,
-                real_features=real_features,
-                discriminator=disc,
-            )
-
-        g_total, g_values = weighted_sum(self.losses, "generator", [step])
-        if g_total is None:
-            raise RuntimeError("no configured loss term produced a generator loss")
-        self._log_phase("g", g_total, g_values, batch_size, prog_bar=True)
-        # D gets no gradients from the generator phase (toggled off)
-        if self._update(opt_g, g_total, counted=True, toggle=self.discriminator is not None):
-            self._update_ema()
-        for scheduler in self._schedulers():
-            scheduler.step()
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.generator_ema is None:
-            return
-        for averaged, current in zip(
-            self.generator_ema.parameters(), self.generator.parameters(), strict=True
-        ):
-            averaged.lerp_(current, 1.0 - self.ema_decay)
-        # BatchNorm statistics are running averages already: copy them.
-        for averaged, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
-            averaged.copy_(current)
-
-    def _log_phase(
-        self, phase: str, total: Tensor, values: dict[str, Tensor], batch_size: int, prog_bar: bool = False
-    ) -> None:
-        self.log(f"train/{phase}/total", total.detach(), prog_bar=prog_bar, batch_size=batch_size)
-        for name, value in values.items():
-            self.log(f"train/{phase}/{name}", value, batch_size=batch_size)
+        self.train_generator_step({"target": step}, batch_size=source.shape[0])
 
     # ---- validation ----------------------------------------------------------------------
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
@@ -315,16 +208,16 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
             self.val_baseline_l1.update(unchanged, truth)
             self.val_baseline_psnr.update(unchanged, truth)
             truth_edges = edge_map(truth)
-            self.val_attribute_l1.update(edge_map(swapped), truth_edges)
-            self.val_attribute_baseline_l1.update(edge_map(unchanged), truth_edges)
-            self.val_attribute_source_l1.update(edge_map(source[cross]), truth_edges)
+            self.val_edge_l1.update(edge_map(swapped), truth_edges)
+            self.val_edge_baseline_l1.update(edge_map(unchanged), truth_edges)
+            self.val_edge_source_l1.update(edge_map(source[cross]), truth_edges)
         self.log("val/swap_l1", self.val_swap_l1, prog_bar=True, **log)
         self.log("val/swap_psnr", self.val_swap_psnr, **log)
         self.log("val/baseline_l1", self.val_baseline_l1, **log)
         self.log("val/baseline_psnr", self.val_baseline_psnr, **log)
-        self.log("val/attribute_l1", self.val_attribute_l1, **log)
-        self.log("val/attribute_baseline_l1", self.val_attribute_baseline_l1, **log)
-        self.log("val/attribute_source_l1", self.val_attribute_source_l1, **log)
+        self.log("val/edge_l1", self.val_edge_l1, **log)
+        self.log("val/edge_baseline_l1", self.val_edge_baseline_l1, **log)
+        self.log("val/edge_source_l1", self.val_edge_source_l1, **log)
 
     @torch.no_grad()
     def _attribute_errors(self, fake: Tensor, batch: Mapping[str, Tensor], cross: Tensor) -> None:
@@ -343,15 +236,5 @@ class IdentityInjection(ManualOptimizationHooks, L.LightningModule):
             self.log(f"val/pose_error{suffix}", self.val_pose[name], prog_bar=name == "result", **log)
             self.log(f"val/expression_error{suffix}", self.val_expression[name], **log)
 
-    def configure_optimizers(self):
-        optimizers = [self.optimizer_factory(self.generator.parameters())]
-        if self.discriminator is not None:
-            optimizers.append(self.discriminator_optimizer_factory(self.discriminator.parameters()))
-        return with_schedulers(optimizers, self.scheduler_factory)
 
-
-def _mean_logit(logits: list[Tensor]) -> Tensor:
-    return torch.stack([scale.detach().mean() for scale in logits]).mean()
-
-
-__all__ = ["IdentityInjection", "same_network"]
+__all__ = ["IdentityInjectionModule"]

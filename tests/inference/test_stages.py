@@ -8,19 +8,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from synthetic_frames import KnownFaces, background, render_frame
 
-from swapper.data.alignment import estimate, get_template, invert, warp
-from swapper.data.detection import Face
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity
-from swapper.inference.align import Aligner, run_template, synthetic_template
+from swapper.faces.alignment import estimate, get_template, invert, warp
+from swapper.faces.detection import Face
+from swapper.inference.align import Aligner, synthetic_template
 from swapper.inference.blend import Feather, Overlay, Poisson
 from swapper.inference.color import HistogramMatch, MeanStdTransfer, NoColorCorrection
 from swapper.inference.jobs import plan_jobs
+from swapper.inference.loading import CropSpec
 from swapper.inference.mask import BoxMask, LandmarkMask, PredictedMask
 from swapper.inference.pipeline import FaceSwapPipeline
 from swapper.inference.smoothing import FaceSmoother, OneEuroFilter, landmark_motion, size_angle_jitter
-from swapper.inference.swap import InjectionSwap, PerPairSwap, build_swap
-from swapper.inference.synthetic import KnownFaces, background, render_frame
+from swapper.inference.swap import GeneratorSwap, build_swap
+from swapper.models.generators import IdentityInjectionGenerator, PerPairGenerator, SwapGenerator
 
 S = 48  # crop side of these tests
 
@@ -181,17 +183,13 @@ def test_synthetic_template_aligns_a_pasted_render_back_to_its_crop():
     np.testing.assert_allclose(points, synthetic_template().points5 * S, atol=3.0)
 
 
-def test_run_template_follows_the_runs_data(tmp_path: Path):
-    assert run_template({"data": {"train": {"_target_": "x.SyntheticPairDataset"}}}) == ("synthetic", None)
-    folder = tmp_path / "a"
-    folder.mkdir()
-    (folder / "faces.jsonl").write_text('{"template": "arcface", "coverage": 0.9}\n')
-    assert run_template({"data": {"train": {"folder_a": str(folder)}}}) == ("arcface", 0.9)
-    injection = {"module": {"_target_": "swapper.training.injection.IdentityInjection"}}
-    assert run_template(injection)[0] == "arcface"
-    assert run_template({})[0] == "mean_face"
-    aligner = Aligner().for_run({"image_size": 32, "data": {"train": {"_target_": "SyntheticPairDataset"}}})
+def test_aligner_takes_the_training_crops_geometry():
+    aligner = Aligner().for_crop(CropSpec(32, "synthetic"))
     assert aligner.size == 32 and aligner.template.name == "synthetic"
+    aligner = Aligner().for_crop(CropSpec(48, "arcface", 0.9))
+    assert aligner.size == 48 and aligner.template.name == "arcface" and aligner.template.coverage == 0.9
+    chosen = Aligner("mean_face").for_crop(CropSpec(32, "synthetic"))  # a template chosen here wins
+    assert chosen.template.name == "mean_face" and chosen.size == 32
     with pytest.raises(ValueError, match="template"):
         Aligner("nope")
 
@@ -259,11 +257,11 @@ def test_jitter_figures_are_exact_on_simple_tracks():
 # ------------------------------------------------------------------------------------- swap
 
 
-class _PerPair(torch.nn.Module):
+class _PerPair(PerPairGenerator):
     """A stand-in per-pair model: 'decodes' by inverting the image; RGBA variant adds a mask."""
 
     def __init__(self, rgba: bool = False) -> None:
-        super().__init__()
+        SwapGenerator.__init__(self)
         self.w = torch.nn.Parameter(torch.zeros(()))
         self.rgba = rgba
         self.identities: list[str] = []
@@ -274,9 +272,9 @@ class _PerPair(torch.nn.Module):
         return 1 - faces + self.w, mask
 
 
-class _Injection(torch.nn.Module):
+class _Injection(IdentityInjectionGenerator):
     def __init__(self) -> None:
-        super().__init__()
+        SwapGenerator.__init__(self)
         self.w = torch.nn.Parameter(torch.zeros(()))
         self.embedded = 0
 
@@ -284,20 +282,20 @@ class _Injection(torch.nn.Module):
         self.embedded += 1
         return source.mean((2, 3))  # (B, 3)
 
-    def generate(self, target, embedding):
+    def swap(self, target, embedding):
         return target * 0 + embedding[:, :, None, None]
 
 
 def test_swap_stages_batch_and_check_their_inputs():
     crops = np.random.default_rng(0).random((5, S, S, 3)).astype(np.float32)
     model = _PerPair(rgba=True)
-    swapped, masks = PerPairSwap(model, "b2a", batch_size=2)(crops)
+    swapped, masks = build_swap(model, "b2a", batch_size=2)(crops)
     np.testing.assert_allclose(swapped, 1 - crops, atol=1e-6)
     assert masks.shape == (5, S, S) and model.identities == ["a", "a", "a"]
     source = np.full((S, S, 3), 0.25, np.float32)
     injection = _Injection()
     stage = build_swap(injection, source=source, batch_size=2)
-    assert isinstance(stage, InjectionSwap)
+    assert isinstance(stage, GeneratorSwap)
     out, none = stage(crops)
     assert none is None and injection.embedded == 1
     np.testing.assert_allclose(out, 0.25)
@@ -307,6 +305,8 @@ def test_swap_stages_batch_and_check_their_inputs():
         build_swap(_PerPair(), source=source)
     with pytest.raises(ValueError, match="direction"):
         build_swap(_PerPair(), direction="a2c")
+    with pytest.raises(ValueError, match="direction= is for per-pair"):  # not silently ignored
+        build_swap(_Injection(), direction="b2a", source=source)
 
 
 # ------------------------------------------------------------------------------------- pipeline
@@ -321,7 +321,7 @@ def test_every_blend_and_colour_mode_runs_in_the_pipeline(blend, color):
     empty = background(200, 150, 9)
     pipeline = FaceSwapPipeline(
         KnownFaces([[face], []]), lambda image, faces: list(faces), Aligner("synthetic", size=S),
-        PerPairSwap(_PerPair()), LandmarkMask("ellipse"), blend, color,
+        build_swap(_PerPair()), LandmarkMask("ellipse"), blend, color,
     )  # fmt: skip
     out, counts = pipeline.swap_frames([frame, empty])
     assert counts == [1, 0]
@@ -334,7 +334,7 @@ def test_predicted_mask_reaches_the_blend():
     frame, face, matrix = _scene(5)
     pipeline = FaceSwapPipeline(
         KnownFaces([[face]]), lambda image, faces: list(faces), Aligner("synthetic", size=S),
-        PerPairSwap(_PerPair(rgba=True)), PredictedMask(), Overlay(), NoColorCorrection(),
+        build_swap(_PerPair(rgba=True)), PredictedMask(), Overlay(), NoColorCorrection(),
     )  # fmt: skip
     out, _ = pipeline.swap_image(frame)
     crop = warp(frame, matrix, S).astype(np.float32)

@@ -14,6 +14,8 @@ import torch
 av = pytest.importorskip("av")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
+from synthetic_frames import KnownFaces, background, render_frame  # noqa: E402
+
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity  # noqa: E402
 from swapper.inference.align import Aligner  # noqa: E402
 from swapper.inference.blend import Feather  # noqa: E402
@@ -21,9 +23,9 @@ from swapper.inference.color import NoColorCorrection  # noqa: E402
 from swapper.inference.mask import LandmarkMask  # noqa: E402
 from swapper.inference.pipeline import FaceSwapPipeline  # noqa: E402
 from swapper.inference.smoothing import FaceSmoother, size_angle_jitter  # noqa: E402
-from swapper.inference.swap import PerPairSwap  # noqa: E402
-from swapper.inference.synthetic import KnownFaces, background, render_frame  # noqa: E402
+from swapper.inference.swap import build_swap  # noqa: E402
 from swapper.inference.video import VideoReader, VideoWriter, probe  # noqa: E402
+from swapper.models.generators import PerPairGenerator, SwapGenerator  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 CLIP = SHARED / "data" / "faces" / "short_hamilton_clip.mp4"
@@ -31,11 +33,11 @@ FPS = Fraction(30000, 1001)
 FRAMES, WITH_FACE, MISSED = 16, 8, 4  # the face leaves after frame 8; the detector misses it in frame 4
 
 
-class Negative(torch.nn.Module):
+class Negative(PerPairGenerator):
     """A stand-in per-pair model: 'swaps' a face to its colour negative."""
 
     def __init__(self) -> None:
-        super().__init__()
+        SwapGenerator.__init__(self)
         self.w = torch.nn.Parameter(torch.zeros(()))
 
     def decode(self, faces, identity):
@@ -86,7 +88,7 @@ def clip(tmp_path_factory) -> tuple[Path, list[list]]:
 def _pipeline(faces) -> FaceSwapPipeline:
     return FaceSwapPipeline(
         KnownFaces(faces), lambda image, found: list(found), Aligner("synthetic", size=32),
-        PerPairSwap(Negative()), LandmarkMask("ellipse"), Feather(), NoColorCorrection(),
+        build_swap(Negative()), LandmarkMask("ellipse"), Feather(), NoColorCorrection(),
         FaceSmoother(max_gap=1),
     )  # fmt: skip
 
@@ -173,8 +175,8 @@ def test_interrupted_write_leaves_no_file(tmp_path):
 def test_shared_clip_segment_keeps_its_audio_and_smoothing_steadies_the_face(tmp_path):
     if not CLIP.is_file():
         pytest.skip("../shared is absent")
-    from swapper.data.detection import YuNetDetector
-    from swapper.data.selection import largest
+    from swapper.faces.detection import YuNetDetector
+    from swapper.faces.selection import largest
 
     segment = tmp_path / "closeup.mp4"  # 1.5 s of the Miranda close-up, with its audio
     start = f"{100 / 29.97 + probe(CLIP).start:.3f}"  # frame 100; ffmpeg's -ss counts from the file's start
@@ -190,7 +192,7 @@ def test_shared_clip_segment_keeps_its_audio_and_smoothing_steadies_the_face(tmp
     size_smooth, angle_smooth = size_angle_jitter(np.stack([f.landmarks5 for f in smooth]))
     assert size_smooth < 0.5 * size_raw and angle_smooth < 0.5 * angle_raw
     pipeline = FaceSwapPipeline(
-        detector, lambda image, found: largest(found), Aligner("mean_face", size=32), PerPairSwap(Negative()),
+        detector, lambda image, found: largest(found), Aligner("mean_face", size=32), build_swap(Negative()),
         LandmarkMask("ellipse"), Feather(), NoColorCorrection(), FaceSmoother(),
     )  # fmt: skip
     out = tmp_path / "swapped.mp4"

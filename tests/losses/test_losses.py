@@ -368,6 +368,8 @@ def _step() -> dict:
         "real_features": real_features,
         "discriminator": d,
         "step": 0,
+        "weights": torch.rand(2, 1, 32, 32) * 3,
+        "face_mask": (torch.rand(2, 1, 32, 32) > 0.5).float(),
     }
     assert set(step) == set(STEP_KEYS)
     return step
@@ -380,7 +382,9 @@ def test_loss_config_instantiates_and_runs(path):
     node = cfg[path.stem]
     assert node.weight >= 0
     kwargs = {}
-    if "network" in node:  # a frozen pretrained net: check its node, then swap in a stub
+    if "network" in node and node.network is None:  # the module gives it one (identity: the generator's)
+        kwargs["network"] = ScaledFeatures()
+    elif "network" in node:  # a frozen pretrained net: check its node, then swap in a stub
         net_cls = get_class(node.network._target_)
         params = inspect.signature(net_cls).parameters
         assert set(node.network) - {"_target_"} <= set(params)
@@ -406,7 +410,7 @@ def _term_from_config(path: Path):
 
 
 GENERATOR_INPUTS = ("fake", "mask", "cycled")  # what the generator produced: gradients may reach these
-FIXED_INPUTS = ("real", "input", "source")  # data: a generator loss must never send gradients here
+FIXED_INPUTS = ("real", "input", "source", "weights", "face_mask")  # data: never send gradients here
 
 
 @pytest.mark.parametrize("path", LOSS_CONFS, ids=lambda p: p.stem)

@@ -112,7 +112,7 @@ def test_edge_map_is_consistent_across_resolutions() -> None:
 
 
 def test_edge_error_is_dominated_by_attributes_on_rendered_faces() -> None:
-    """The claim behind val/attribute_l1: changing pose/expression moves edges far more than
+    """The claim behind val/edge_l1: changing pose/expression moves edges far more than
     changing the person does."""
     renderer, rng = FaceRenderer(size=64), np.random.default_rng(0)
 

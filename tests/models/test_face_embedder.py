@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from swapper.models.face_embedder import AttributeEstimator, FaceEmbedder, FaceEmbedderNet
+from swapper.models.face_embedder import AttributeEstimator, FaceEmbedder, FaceResNet
 
 SMALL = {"input_size": 32, "channels": (8, 16), "embedding_dim": 12}
 
 
-def saved_net(tmp_path, **kwargs) -> tuple[FaceEmbedderNet, str]:
+def saved_net(tmp_path, **kwargs) -> tuple[FaceResNet, str]:
     torch.manual_seed(0)
-    net = FaceEmbedderNet(**(SMALL | kwargs)).eval()
+    net = FaceResNet(**(SMALL | kwargs)).eval()
     path = tmp_path / "embedder.pt"
     torch.save(net.state_dict(), path)
     return net, str(path)
@@ -31,9 +31,9 @@ def test_embeddings_are_unit_vectors_for_any_input_size(tmp_path) -> None:
 
 def test_input_size_must_fit_the_stages() -> None:
     with pytest.raises(ValueError, match="divisible"):
-        FaceEmbedderNet(input_size=36, channels=(8, 16, 32))
+        FaceResNet(input_size=36, channels=(8, 16, 32))
     with pytest.raises(ValueError, match="blocks_per_stage"):
-        FaceEmbedderNet(blocks_per_stage=0)
+        FaceResNet(blocks_per_stage=0)
 
 
 def test_loaded_weights_reproduce_the_trained_network(tmp_path) -> None:
@@ -75,7 +75,7 @@ def test_architecture_mismatch_lists_the_offending_keys(tmp_path) -> None:
 
 def test_attribute_estimator_predicts_in_the_renderers_units(tmp_path) -> None:
     torch.manual_seed(0)
-    net = FaceEmbedderNet(input_size=32, channels=(8, 16), embedding_dim=6, output_norm=False).eval()
+    net = FaceResNet(input_size=32, channels=(8, 16), embedding_dim=6, output_norm=False).eval()
     torch.save(net.state_dict(), tmp_path / "attributes.pt")
     estimator = AttributeEstimator(tmp_path / "attributes.pt", input_size=32, channels=(8, 16))
     images = torch.rand(3, 3, 32, 32)

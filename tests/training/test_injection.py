@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import time
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import compose_train, train_tiny_on_two_cpu_processes
+from hydra.utils import instantiate
 from test_configs import allow_random_weights
 from torch import nn
 from torch.utils.data import DataLoader
@@ -23,10 +23,11 @@ from swapper.losses.reconstruction import L1Loss
 from swapper.losses.regularizers import GradientPenalty
 from swapper.metrics.attribute import edge_map
 from swapper.models.discriminators import MultiScalePatchDiscriminator
-from swapper.models.injection import IDInjection
+from swapper.models.generators import IdentityInjectionGenerator
+from swapper.models.injection import IdentityInjectionBlocks
 from swapper.models.simswap import SimSwapDecoder, SimSwapEncoder, SimSwapGenerator
 from swapper.train import run
-from swapper.training.injection import IdentityInjection, same_network
+from swapper.training.identity_injection import IdentityInjectionModule
 
 SIZE, LATENT = 32, 16
 G_TERMS = {"identity", "reconstruction", "adversarial", "weak_feature_matching"}
@@ -50,17 +51,17 @@ class TinyEmbedder(nn.Module):
 def tiny_generator(latent: int = LATENT) -> SimSwapGenerator:
     return SimSwapGenerator(
         SimSwapEncoder(base_channels=8, max_channels=16),
-        IDInjection(channels=16, latent_dim=latent, num_blocks=1),
+        IdentityInjectionBlocks(channels=16, latent_dim=latent, num_blocks=1),
         SimSwapDecoder(base_channels=8, max_channels=16, output="sigmoid"),
     )
 
 
 def make_module(network: nn.Module | None = None, loss_network: nn.Module | None = None, **kwargs):
+    """``loss_network=None``: the identity loss uses the generator's network (the configured default)."""
     torch.manual_seed(0)
-    loss_network = loss_network if loss_network is not None else TinyEmbedder()
-    return IdentityInjection(
-        generator=tiny_generator(),
-        identity_network=network,
+    network = network if network is not None else TinyEmbedder()
+    return IdentityInjectionModule(
+        generator=IdentityInjectionGenerator(tiny_generator(), network),
         discriminator=MultiScalePatchDiscriminator(
             num_scales=2, base_channels=8, num_layers=1, norm="spectral"
         ),
@@ -75,6 +76,11 @@ def make_module(network: nn.Module | None = None, loss_network: nn.Module | None
         discriminator_optimizer=lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.0, 0.99)),
         **kwargs,
     )
+
+
+def swap(module: IdentityInjectionModule, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """What a user sees: the evaluation generator puts each source's identity on its target."""
+    return module.generate(target, module.embed(source))
 
 
 def loader(length: int = 8, batch_size: int = 4, ratio: float = 0.5) -> DataLoader:
@@ -106,7 +112,7 @@ class PhaseRecorder(L.Callback):
         self.changed: list[tuple[str, bool, bool]] = []  # (optimizer, generator changed, D changed)
 
     def on_train_start(self, trainer, module) -> None:
-        module.generator.register_forward_hook(lambda *_: self._count())
+        module.generator.network.register_forward_hook(lambda *_: self._count())
         for name, opt in zip(("g", "d"), trainer.optimizers, strict=True):
             opt.register_step_pre_hook(lambda *_: self._snapshot(module))
             opt.register_step_post_hook(lambda *_, name=name: self._compare(name, module))
@@ -116,12 +122,12 @@ class PhaseRecorder(L.Callback):
 
     def _snapshot(self, module) -> None:
         self.before = [
-            p.detach().clone() for p in (*module.generator.parameters(), *module.discriminator.parameters())
+            p.detach().clone() for p in (*module.generator.parameters(), *module.discriminators.parameters())
         ]
         self.split = len(list(module.generator.parameters()))
 
     def _compare(self, name: str, module) -> None:
-        after = [*module.generator.parameters(), *module.discriminator.parameters()]
+        after = [*module.generator.parameters(), *module.discriminators.parameters()]
         moved = [not torch.equal(b, a) for b, a in zip(self.before, after, strict=True)]
         self.changed.append((name, any(moved[: self.split]), any(moved[self.split :])))
 
@@ -147,41 +153,52 @@ def test_one_generator_forward_and_separate_phases_per_step() -> None:
     assert all(torch.isfinite(v) for v in fit.logged_metrics.values())
 
 
+def test_generator_phase_computes_no_discriminator_gradients() -> None:
+    module = make_module()
+    accumulated = []
+    for param in module.discriminators.parameters():
+        param.register_post_accumulate_grad_hook(lambda p: accumulated.append(p))
+    trainer(max_steps=2).fit(module, train_dataloaders=loader())
+    n = len(list(module.discriminators.parameters()))
+    assert len(accumulated) == 2 * n  # once per step, in the discriminator phase only
+    assert all(p.requires_grad for p in module.discriminators.parameters())  # switched back on
+
+
 def test_source_is_embedded_once_and_reused_by_the_identity_loss() -> None:
     module = make_module()
     assert module.share_source_embedding and module.identity_network is module.losses["identity"].network
+    assert module.identity_network is module.generator.identity_network  # one network, built once
     network = module.identity_network
     trainer(max_steps=1).fit(module, train_dataloaders=loader(length=4))
     assert network.calls == 2  # embed(source) for injection and the loss, embed(fake) for the loss
 
 
-def test_identical_networks_are_shared_and_different_ones_are_not() -> None:
-    injection = TinyEmbedder(seed=0)
-    module = make_module(network=injection, loss_network=copy.deepcopy(injection))
-    assert module.losses["identity"].network is injection and module.share_source_embedding
-    other = TinyEmbedder(seed=1)
+def test_a_loss_with_its_own_network_embeds_the_source_itself() -> None:
+    injection, other = TinyEmbedder(seed=0), TinyEmbedder(seed=1)
     module = make_module(network=injection, loss_network=other)
     assert module.losses["identity"].network is other and not module.share_source_embedding
-    assert not same_network(injection, other)
     injection.calls = other.calls = 0
     trainer(max_steps=1).fit(module, train_dataloaders=loader(length=4))
     assert injection.calls == 1 and other.calls == 2  # the loss embeds the source with its own network
 
 
 def test_configuration_errors() -> None:
-    with pytest.raises(ValueError, match="needs an identity network"):
-        IdentityInjection(generator=tiny_generator(), losses={"l1": L1Loss()}, optimizer=torch.optim.Adam)
+    with pytest.raises(TypeError, match="IdentityInjectionGenerator"):
+        IdentityInjectionModule(
+            generator=tiny_generator(), losses={"l1": L1Loss()}, optimizer=torch.optim.Adam
+        )
     with pytest.raises(ValueError, match="discriminator_optimizer"):
-        IdentityInjection(
-            generator=tiny_generator(),
+        IdentityInjectionModule(
+            generator=IdentityInjectionGenerator(tiny_generator(), TinyEmbedder()),
             losses={"l1": L1Loss()},
             optimizer=torch.optim.Adam,
-            identity_network=TinyEmbedder(),
             discriminator=MultiScalePatchDiscriminator(),
         )
-    module = make_module(network=TinyEmbedder(dim=8), loss_network=TinyEmbedder(dim=8))
+    module = make_module(network=TinyEmbedder(dim=8))
     with pytest.raises(ValueError, match="gives 8-d embeddings but the generator injects 16-d"):
-        module.swap(torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 3, SIZE, SIZE))
+        swap(module, torch.rand(1, 3, SIZE, SIZE), torch.rand(1, 3, SIZE, SIZE))
+    with pytest.raises(ValueError, match="IdentityLoss has no network"):
+        IdentityLoss().generator_loss(fake=torch.rand(1, 3, SIZE, SIZE), source=torch.rand(1, 3, SIZE, SIZE))
 
 
 def test_validation_metrics_have_the_exact_values() -> None:
@@ -193,7 +210,7 @@ def test_validation_metrics_have_the_exact_values() -> None:
     same, cross = batch["same_identity"], ~batch["same_identity"]
     assert same.any() and cross.any()
     with torch.no_grad():
-        fake = module.swap(batch["source"], batch["target"])
+        fake = swap(module, batch["source"], batch["target"])
         network = module.identity_network
         sim_source = F.cosine_similarity(network.embed(fake), network.embed(batch["source"])).numpy()
         sim_target = F.cosine_similarity(network.embed(fake), network.embed(batch["target"])).numpy()
@@ -201,7 +218,7 @@ def test_validation_metrics_have_the_exact_values() -> None:
         sim_truth = F.cosine_similarity(network.embed(batch["truth"]), network.embed(batch["source"])).numpy()
     truth, target = batch["truth"][cross], batch["target"][cross]
     expected = {
-        "val/rec_l1": (module.swap(batch["target"], batch["target"]) - batch["target"]).abs().mean(),
+        "val/rec_l1": (swap(module, batch["target"], batch["target"]) - batch["target"]).abs().mean(),
         "val/id_sim_source": sim_source[cross.numpy()].mean(),
         "val/id_sim_target": sim_target[cross.numpy()].mean(),
         "val/id_sim_source_baseline": sim_noop[cross.numpy()].mean(),
@@ -209,9 +226,9 @@ def test_validation_metrics_have_the_exact_values() -> None:
         "val/swap_l1": (fake[cross] - truth).abs().mean(),
         "val/baseline_l1": (target - truth).abs().mean(),
         "val/baseline_psnr": -10 * torch.log10((target - truth).square().mean()),
-        "val/attribute_l1": (edge_map(fake[cross]) - edge_map(truth)).abs().mean(),
-        "val/attribute_baseline_l1": (edge_map(target) - edge_map(truth)).abs().mean(),
-        "val/attribute_source_l1": (edge_map(batch["source"][cross]) - edge_map(truth)).abs().mean(),
+        "val/edge_l1": (edge_map(fake[cross]) - edge_map(truth)).abs().mean(),
+        "val/edge_baseline_l1": (edge_map(target) - edge_map(truth)).abs().mean(),
+        "val/edge_source_l1": (edge_map(batch["source"][cross]) - edge_map(truth)).abs().mean(),
     }
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(float(value), rel=1e-4, abs=1e-6), key
@@ -237,7 +254,7 @@ def test_pose_and_expression_errors_have_the_exact_values() -> None:
     module.eval()
     with torch.no_grad():
         images = {
-            "": module.swap(batch["source"], batch["target"])[cross],
+            "": swap(module, batch["source"], batch["target"])[cross],
             "_source": batch["source"][cross],
             "_truth": batch["truth"][cross],
         }
@@ -259,27 +276,25 @@ def test_preview_is_a_source_by_target_grid() -> None:
         for k in range(3):
             torch.testing.assert_close(rows[k + 1][1][0], batch["target"][k])
             for j in range(3):
-                single = module.swap(batch["source"][j : j + 1], batch["target"][k : k + 1])[0]
+                single = swap(module, batch["source"][j : j + 1], batch["target"][k : k + 1])[0]
                 torch.testing.assert_close(rows[k + 1][1][j + 1], single, rtol=1e-4, atol=1e-5)
 
 
 def test_ema_generator_averages_and_serves_evaluation() -> None:
     module = make_module(ema_decay=0.75)
-    start = [p.detach().clone() for p in module.generator.parameters()]
-    torch.testing.assert_close(list(module.generator_ema.parameters()), start)
-    trainer(max_steps=1).fit(module, train_dataloaders=loader(length=4))
-    for averaged, before, after in zip(
-        module.generator_ema.parameters(), start, module.generator.parameters(), strict=True
-    ):
-        torch.testing.assert_close(averaged, 0.75 * before + 0.25 * after.detach())
-    for averaged, current in zip(module.generator_ema.buffers(), module.generator.buffers(), strict=True):
-        assert torch.equal(averaged, current)
-    assert not any(p.requires_grad for p in module.generator_ema.parameters())
+    network = module.generator.network  # the averaged part: the frozen recogniser needs no average
+    trainer(max_steps=2).fit(module, train_dataloaders=loader(length=4, batch_size=2))
+    averaged = module.generator_ema.module
+    assert module.generator_ema.n_averaged.item() == 2
+    assert not any(p.requires_grad for p in averaged.parameters())
+    # the first update copies the weights, the second moves them a quarter of the way
+    moved = [not torch.equal(a, p) for a, p in zip(averaged.parameters(), network.parameters(), strict=True)]
+    assert any(moved)
     module.eval()
     batch = next(iter(loader(length=2, batch_size=2)))
     with torch.no_grad():
-        expected = module.generator_ema(batch["target"], module.embed(batch["source"]))
-        torch.testing.assert_close(module.swap(batch["source"], batch["target"]), expected)
+        expected = averaged(batch["target"], module.embed(batch["source"]))
+        torch.testing.assert_close(swap(module, batch["source"], batch["target"]), expected)
     with pytest.raises(ValueError, match="ema_decay"):
         make_module(ema_decay=1.0)
 
@@ -294,7 +309,7 @@ def test_identity_loss_falls_when_training_on_one_pair() -> None:
     def loss() -> torch.Tensor:
         embedding = module.embed(batch["source"])
         return identity.generator_loss(
-            module.generator(batch["target"], embedding), source_embedding=embedding
+            module.generator.swap(batch["target"], embedding), source_embedding=embedding
         )
 
     first = loss().item()
@@ -321,25 +336,39 @@ def test_experiment_composes_with_its_recipe(experiment, tmp_path) -> None:
     cfg = compose_train([f"experiment={experiment}"], tmp_path)
     assert cfg.name == experiment
     assert cfg.image_size == EXPERIMENTS[experiment][1]
-    assert cfg.module._target_ == "swapper.training.injection.IdentityInjection"
+    assert cfg.module._target_ == "swapper.training.identity_injection.IdentityInjectionModule"
+    assert "encoder" not in cfg and "decoder" not in cfg and "augmentation" not in cfg  # nothing ignored
     assert cfg.optimizer.generator.lr == 4e-4 and list(cfg.optimizer.generator.betas) == [0.0, 0.99]
     assert list(cfg.optimizer.discriminator.betas) == [0.0, 0.99]
     weights = {name: node.weight for name, node in cfg.loss.items()}
-    identity = "identity_synthetic" if experiment == "simswap_lite" else "identity_arcface"
     assert weights == {
-        identity: 10.0,
+        "identity": 10.0,
         "reconstruction_same_identity": 10.0,
         "adversarial": 1.0,
         "gradient_penalty": 1e-5,
         "weak_feature_matching": 10.0,
     }
     assert cfg.loss.reconstruction_same_identity.same_identity_only
+    assert cfg.loss.identity.network is None  # the generator's identity network, one node built once
+    network = "FaceEmbedder" if experiment == "simswap_lite" else "ArcFace"
+    assert cfg.module.generator.identity_network._target_.endswith(network)
     assert cfg.generator.encoder.deep == (experiment == "simswap_512")
+
+
+@pytest.mark.parametrize("option", ["arcface", "sface", "synthetic"])
+def test_every_identity_network_option_builds_and_is_the_generators(option, tmp_path) -> None:
+    cfg = compose_train(["experiment=simswap_lite", f"identity_network={option}"], tmp_path)
+    assert cfg.module.generator.identity_network == cfg.identity_network
+    allow_random_weights(cfg.identity_network)
+    network = instantiate(cfg.identity_network)
+    embedding = network.embed(torch.rand(2, 3, 64, 64))
+    assert embedding.shape == (2, 512 if option == "arcface" else 128)
+    torch.testing.assert_close(embedding.norm(dim=1), torch.ones(2))
 
 
 def test_generator_group_is_selectable_on_the_command_line(tmp_path) -> None:
     cfg = compose_train(["experiment=simswap_lite", "generator=simswap_deep"], tmp_path)
-    assert cfg.generator.encoder.deep and cfg.module.generator.encoder.deep
+    assert cfg.generator.encoder.deep and cfg.module.generator.network.encoder.deep
 
 
 @pytest.mark.parametrize(
@@ -378,6 +407,6 @@ def test_simswap_lite_on_two_cpu_processes(tmp_path, synthetic_embedder) -> None
     assert saved["global_step"] == 4
     with open(out / "csv" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    for key in ("train/g/identity_synthetic", "train/d/adversarial", "val/id_retrieval", "val/swap_l1"):
+    for key in ("train/g/identity", "train/d/adversarial", "val/id_retrieval", "val/swap_l1"):
         assert any(r.get(key) for r in rows), key
     assert (out / "previews" / "latest.png").is_file()

@@ -1,4 +1,4 @@
-"""Training the synthetic-face identity network: metrics, convergence, export, the experiment."""
+"""Training the synthetic-face identity network: metrics, convergence, export, the experiments' config."""
 
 from __future__ import annotations
 
@@ -8,17 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import compose_train
+from helpers import CONF, compose_train
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
 from swapper.callbacks.export import ExportWeights
 from swapper.data.identities import SyntheticIdentityImages, SyntheticIdentityPairs
 from swapper.losses.margin import AdditiveAngularMarginLoss
-from swapper.models.face_embedder import FaceEmbedder, FaceEmbedderNet
+from swapper.models.face_embedder import FaceEmbedder, FaceResNet
 from swapper.train import run
-from swapper.training.embedding import FaceEmbedding
+from swapper.training.face_embedder import FaceEmbedderModule
 
 
 class MeanColour(nn.Module):
@@ -35,7 +36,7 @@ def flat(*rgb: float) -> torch.Tensor:
 
 
 def test_validation_metrics_have_the_exact_values() -> None:
-    module = FaceEmbedding(MeanColour(), AdditiveAngularMarginLoss(3, 2), optimizer=torch.optim.Adam)
+    module = FaceEmbedderModule(MeanColour(), AdditiveAngularMarginLoss(3, 2), optimizer=torch.optim.Adam)
     red, green, blue = flat(1.0, 0.5, 0.5), flat(0.5, 1.0, 0.5), flat(0.5, 0.5, 1.0)
     batch = {  # pair 0 same person; pairs 1, 2 different people, swap truth = the source's colour
         "source": torch.cat([red, red, green]),
@@ -51,7 +52,7 @@ def test_validation_metrics_have_the_exact_values() -> None:
     assert module.val_truth_preference.compute().item() == pytest.approx(0.5)
 
 
-def held_out_scores(module: FaceEmbedding, pairs: SyntheticIdentityPairs) -> tuple[float, float]:
+def held_out_scores(module: FaceEmbedderModule, pairs: SyntheticIdentityPairs) -> tuple[float, float]:
     module.eval()
     with torch.no_grad():
         for batch in DataLoader(pairs, batch_size=64):
@@ -76,8 +77,8 @@ def test_a_short_training_separates_people_it_never_saw() -> None:
     held_out = SyntheticIdentityPairs(
         8, image_size=32, length=128, seed=1, same_identity_ratio=0.5, with_truth=True, first_identity=9000
     )
-    embedder = FaceEmbedderNet(input_size=32, channels=(16, 32, 64), embedding_dim=32)
-    module = FaceEmbedding(
+    embedder = FaceResNet(input_size=32, channels=(16, 32, 64), embedding_dim=32)
+    module = FaceEmbedderModule(
         embedder, AdditiveAngularMarginLoss(32, 64, scale=16.0), optimizer=torch.optim.Adam
     )
     before = held_out_scores(module, held_out)
@@ -156,13 +157,34 @@ def test_experiment_exports_what_the_identity_loss_loads(tmp_path) -> None:
     exported = pretrained / "synthetic_face_embedder.pt"
     assert exported.is_file() and (tmp_path / "run" / "face_embedder.pt").is_file()
 
-    # the identity loss's YAML describes the architecture the experiment trains (a strict load)
-    loss_cfg = compose_train(
-        ["experiment=simswap_lite", f"paths.pretrained_dir={pretrained}"], tmp_path / "s"
-    )
-    assert Path(loss_cfg.loss.identity_synthetic.network.weights) == exported
-    network = instantiate(loss_cfg.loss.identity_synthetic.network)
-    assert (
-        isinstance(network, FaceEmbedder) and network.embedding_dim == loss_cfg.generator.injection.latent_dim
-    )
-    assert loss_cfg.module.identity_network == loss_cfg.loss.identity_synthetic.network  # one network
+    # identity_network=synthetic describes the architecture the experiment trains (a strict load)
+    lite = compose_train(["experiment=simswap_lite", f"paths.pretrained_dir={pretrained}"], tmp_path / "s")
+    assert Path(lite.identity_network.weights) == exported
+    network = instantiate(lite.identity_network)
+    assert isinstance(network, FaceEmbedder) and network.embedding_dim == lite.generator.injection.latent_dim
+
+
+def test_one_node_sizes_every_network_trained_here(tmp_path) -> None:
+    small = OmegaConf.to_container(OmegaConf.load(CONF / "face_resnet" / "small.yaml"))
+    assert small == {"input_size": 64, "channels": [32, 64, 128, 256], "blocks_per_stage": 1}
+    embedder = compose_train(["experiment=face_embedder"], tmp_path / "e")
+    estimator = compose_train(["experiment=attribute_estimator"], tmp_path / "a")
+    lite = compose_train(["experiment=simswap_lite"], tmp_path / "s")
+    trained = {"embedder": embedder.module.embedder, "estimator": estimator.module.network}
+    loaded = {"recogniser": lite.identity_network, "estimator": lite.module.attribute_network}
+    for node in [*trained.values(), *loaded.values()]:
+        assert OmegaConf.to_container(OmegaConf.masked_copy(node, list(small))) == small
+    assert "face_resnet" not in lite  # merged into the nodes that use it: no top-level key to ignore
+    assert embedder.module.embedder.embedding_dim == lite.identity_network.embedding_dim == 128
+    # both train with optimizer.network: the AdamW settings the experiments have always used
+    for cfg in (embedder, estimator):
+        assert OmegaConf.to_container(cfg.optimizer, resolve=True) == {
+            "network": {
+                "_target_": "torch.optim.AdamW",
+                "_partial_": True,
+                "lr": 2e-3,
+                "betas": [0.9, 0.999],
+                "weight_decay": 5e-4,
+            }
+        }
+        assert cfg.module.optimizer == cfg.optimizer.network

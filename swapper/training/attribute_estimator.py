@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from swapper.data.synthetic import ATTRIBUTE_NAMES
-from swapper.models.face_embedder import ATTRIBUTE_SCALE, on_images
+from swapper.attributes import ATTRIBUTE_NAMES, ATTRIBUTE_SCALE
+from swapper.models.face_embedder import on_images
 from swapper.training.common import OptimizerFactory, SchedulerFactory, with_schedulers
 
 POSE, EXPRESSION = slice(0, 3), slice(3, 6)
 
 
-class AttributeRegression(L.LightningModule):
+class AttributeEstimatorModule(L.LightningModule):
     """Fit ``network`` (images in [-1, 1] -> 6 outputs) to the attributes divided by ``ATTRIBUTE_SCALE``
     (the renderer's ranges, which ``AttributeEstimator`` multiplies back), smooth L1."""
 
@@ -75,4 +75,4 @@ class AttributeRegression(L.LightningModule):
         return with_schedulers([self.optimizer_factory(self.network.parameters())], self.scheduler_factory)
 
 
-__all__ = ["AttributeRegression"]
+__all__ = ["AttributeEstimatorModule"]

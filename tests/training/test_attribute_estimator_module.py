@@ -9,11 +9,11 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader
 
+from swapper.attributes import ATTRIBUTE_NAMES
 from swapper.data.identities import SyntheticIdentityImages
-from swapper.data.synthetic import ATTRIBUTE_NAMES
-from swapper.models.face_embedder import AttributeEstimator, FaceEmbedderNet
+from swapper.models.face_embedder import AttributeEstimator, FaceResNet
 from swapper.train import run
-from swapper.training.attributes import AttributeRegression
+from swapper.training.attribute_estimator import AttributeEstimatorModule
 
 
 class Constant(nn.Module):
@@ -24,7 +24,7 @@ class Constant(nn.Module):
 
 
 def test_validation_errors_are_in_the_renderers_units() -> None:
-    module = AttributeRegression(Constant(), optimizer=torch.optim.Adam)
+    module = AttributeEstimatorModule(Constant(), optimizer=torch.optim.Adam)
     attributes = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [15.0, -10.0, 7.5, 1.0, 0.5, 0.25]])
     module.validation_step({"image": torch.rand(2, 3, 8, 8), "attributes": attributes}, 0)
     expected = {"yaw": 7.5, "pitch": 15.0, "roll": 3.75, "mouth_open": 0.5, "smile": 0.25, "blink": 0.375}
@@ -34,7 +34,7 @@ def test_validation_errors_are_in_the_renderers_units() -> None:
     assert module.val_expression_error.compute().item() == pytest.approx((0.5 + 0.25 + 0.375) / 3)
 
 
-def pose_error(module: AttributeRegression, faces: SyntheticIdentityImages) -> float:
+def pose_error(module: AttributeEstimatorModule, faces: SyntheticIdentityImages) -> float:
     batch = next(iter(DataLoader(faces, batch_size=len(faces))))
     module.eval()
     with torch.no_grad():
@@ -49,8 +49,8 @@ def test_a_short_training_reads_the_pose_of_people_it_never_saw() -> None:
     held_out = SyntheticIdentityImages(
         num_identities=20, image_size=32, length=128, seed=1, first_identity=9000
     )
-    network = FaceEmbedderNet(input_size=32, channels=(16, 32, 64), embedding_dim=6, output_norm=False)
-    module = AttributeRegression(network, optimizer=torch.optim.Adam)
+    network = FaceResNet(input_size=32, channels=(16, 32, 64), embedding_dim=6, output_norm=False)
+    module = AttributeEstimatorModule(network, optimizer=torch.optim.Adam)
     before = pose_error(module, held_out)
     optimizer = torch.optim.Adam(network.parameters(), lr=2e-3)
     for batch in DataLoader(faces, batch_size=32):

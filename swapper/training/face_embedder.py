@@ -25,7 +25,7 @@ from swapper.models.face_embedder import on_images
 from swapper.training.common import OptimizerFactory, SchedulerFactory, with_schedulers
 
 
-class FaceEmbedding(L.LightningModule):
+class FaceEmbedderModule(L.LightningModule):
     """Fit ``embedder`` (images in [-1, 1] -> embeddings) with a classification ``loss`` that holds
     the class centres (``AdditiveAngularMarginLoss``). Batches: ``image`` (B, 3, H, W) in [0, 1]
     and ``identity`` (B,) class indices for training; validation takes identity pairs
@@ -95,4 +95,4 @@ class FaceEmbedding(L.LightningModule):
         return with_schedulers([self.optimizer_factory(self.parameters())], self.scheduler_factory)
 
 
-__all__ = ["FaceEmbedding"]
+__all__ = ["FaceEmbedderModule"]
