@@ -25,6 +25,10 @@ from torch import Tensor, nn
 #   discriminator   the discriminator module (for penalties that re-run it)
 #   step            the global step (for lazy regularisation)
 #   source_embedding  the frozen identity embedding of `source` (identity injection computes it once)
+#   weights         per-pixel weights of `real`, (B, 1, H, W) >= 0, from the data's landmarks: 1 inside the
+#                   face hull, × the eyes/mouth priority there, a small background weight outside; absent
+#                   when the data has no landmarks (weighted terms then take plain means)
+#   face_mask       the landmark face hull of `real`, (B, 1, H, W) in [0, 1] (target of a learned `mask`)
 STEP_KEYS = (
     "fake",
     "real",
@@ -39,6 +43,8 @@ STEP_KEYS = (
     "real_features",
     "discriminator",
     "step",
+    "weights",
+    "face_mask",
 )
 
 

@@ -32,3 +32,22 @@ class Upscale(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out, 2H, 2W)
         return super().forward(x)
+
+
+class DenseCode(nn.Sequential):
+    """Deepfakes' dense bottleneck: ``Flatten → Dense(bottleneck) → Dense(size² · channels) → Reshape``.
+
+    No activation between the two dense layers (as in the original); flattening the whole feature map
+    removes every spatial shortcut from the code. The Deepfakes encoder's tail and LIAE's inter blocks.
+    """
+
+    def __init__(self, in_features: int, bottleneck: int, size: int, channels: int) -> None:
+        super().__init__(
+            nn.Flatten(),
+            nn.Linear(in_features, bottleneck),
+            nn.Linear(bottleneck, size * size * channels),
+            nn.Unflatten(1, (channels, size, size)),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, channels, size, size)
+        return super().forward(x)

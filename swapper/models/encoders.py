@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from swapper.models.blocks import DownConv, Upscale
+from swapper.models.blocks import DenseCode, DownConv, Upscale
 
 
 class DeepfakesEncoder(nn.Module):
@@ -43,11 +43,7 @@ class DeepfakesEncoder(nn.Module):
         chans = [in_channels, *widths]
         self.convs = nn.Sequential(*(DownConv(i, o) for i, o in zip(chans[:-1], chans[1:], strict=True)))
         flat = widths[-1] * (image_size // factor) ** 2
-        self.dense = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(flat, bottleneck),
-            nn.Linear(bottleneck, latent_size * latent_size * latent_channels),
-        )
+        self.dense = DenseCode(flat, bottleneck, latent_size, latent_channels)
         self.upscale = Upscale(latent_channels, out_channels)
 
     @property
@@ -62,7 +58,5 @@ class DeepfakesEncoder(nn.Module):
                 "(and data.image_size) to the size of your face crops"
             )
         h = self.convs(x)  # (B, 1024, s/16, s/16)
-        z = self.dense(h).view(
-            -1, self.latent_channels, self.latent_size, self.latent_size
-        )  # (B, 1024, 4, 4)
+        z = self.dense(h)  # (B, 1024, 4, 4)
         return self.upscale(z)  # (B, 512, 8, 8)
