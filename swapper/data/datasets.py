@@ -2,13 +2,21 @@
 
 Every item is a dict of (3, H, W) float tensors in [0, 1]: ``a`` and ``b``; the synthetic
 validation set adds ground-truth swaps ``a2b_truth`` (identity B with the attributes of ``a``)
-and ``b2a_truth``.
+and ``b2a_truth``. Folder datasets with ``with_masks`` add, per side, maps in crop coordinates
+drawn from the landmarks extraction stored in ``faces.jsonl``: ``a_mask`` / ``b_mask`` (1, H, W),
+the face (68-point hull, or an ellipse from 5 points) in [0, 1], and ``a_weights`` / ``b_weights``
+(1, H, W), the per-pixel loss weights (``background_weight`` outside the face, 1 inside,
+× ``eyes_weight`` / ``mouth_weight`` in the eyes and mouth; see ``swapper.faces.masks.region_weights``).
+A crop without landmarks gets a mask and weights of ones.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +24,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity, shared_renderer
+from swapper.faces.alignment import transform_points
 from swapper.faces.images import list_images, read_image
+from swapper.faces.masks import face_mask, region_weights
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +91,157 @@ class SyntheticPairDataset(Dataset):
         return item
 
 
-class FaceFolder(Dataset):
-    """Aligned face crops in one folder. Unreadable files are skipped and counted (or raise)."""
+SPLITS = ("train", "val")
+METADATA = "faces.jsonl"  # written by swapper.extract
 
-    def __init__(self, folder: str | Path, image_size: int = 64, skip_corrupt: bool = True) -> None:
-        self.files = list_images(folder)
+
+def spread_order(n: int) -> list[int]:
+    """A permutation of ``range(n)`` whose every prefix is spread over the range (bit-reversed
+    counting: 0, n/2, n/4, 3n/4, ...), so the first K items of a set drawn in this order cover it."""
+    if n <= 0:
+        return []
+    bits = max(1, (n - 1).bit_length())
+    order = (int(format(k, f"0{bits}b")[::-1], 2) for k in range(1 << bits))
+    return [k for k in order if k < n]
+
+
+def evenly_spaced(count: int, n: int) -> list[int]:
+    """``count`` ascending indices into ``range(n)``, one in the middle of each ``1/count`` of it."""
+    return [int((k + 0.5) * n / count) for k in range(count)]
+
+
+def time_split(
+    groups: Sequence[str], frames: Sequence[int], split: str, val_fraction: float = 0.15, gap: int = 0
+) -> list[int]:
+    """Indices of the items of ``split`` ("train" or "val"): per group (a source video), the last
+    ``val_fraction`` of its distinct frames are validation; training keeps the frames more than ``gap``
+    frames before the first validation frame, so no training frame neighbours a validation one. A
+    group of one frame stays in training."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+    if not 0.0 <= val_fraction < 1.0 or gap < 0:
+        raise ValueError(f"need 0 <= val_fraction < 1 and gap >= 0, got {val_fraction}, {gap}")
+    if len(groups) != len(frames):
+        raise ValueError(f"one frame index per item is needed, got {len(groups)} and {len(frames)}")
+    cuts: dict[str, int | None] = {}  # group → its first validation frame (None: all training)
+    for group in dict.fromkeys(groups):
+        distinct = sorted({f for g, f in zip(groups, frames, strict=True) if g == group})
+        n_val = max(1, round(val_fraction * len(distinct))) if val_fraction > 0 and len(distinct) > 1 else 0
+        cuts[group] = distinct[len(distinct) - n_val] if n_val else None
+    keep = []
+    for i, (group, frame) in enumerate(zip(groups, frames, strict=True)):
+        cut = cuts[group]
+        is_val = cut is not None and frame >= cut
+        is_train = cut is None or frame < cut - gap
+        if is_val if split == "val" else is_train:
+            keep.append(i)
+    return keep
+
+
+@dataclass(frozen=True)
+class CropInfo:
+    """Where a crop came from (its ``faces.jsonl`` entry): source, frame, landmarks in crop pixels."""
+
+    source: str
+    frame: int
+    landmarks: np.ndarray | None  # (68 or 5, 2) in pixels of the stored crop
+    size: int  # side of the stored crop
+
+
+def read_crop_info(folder: str | Path) -> dict[str, CropInfo]:
+    """File name → :class:`CropInfo` for every face listed in ``<folder>/faces.jsonl`` (none: {})."""
+    from swapper.extract import read_metadata  # the metadata format belongs to extraction
+
+    info = {}
+    for record in read_metadata(Path(folder) / METADATA):
+        for face in record.get("faces", []):
+            points = face.get("landmarks68") or face.get("landmarks5")
+            landmarks = None
+            if points is not None and face.get("matrix") is not None:
+                landmarks = transform_points(np.asarray(points, np.float64), np.asarray(face["matrix"]))
+            info[face["file"]] = CropInfo(str(record["source"]), int(record["frame"]), landmarks,
+                                          int(record["size"]))  # fmt: skip
+    return info
+
+
+class FaceFolder(Dataset):
+    """Aligned face crops in one folder. Unreadable files are skipped and counted (or raise).
+
+    ``split`` ("train" | "val" | None = all) holds out the end of each source video by time (see
+    :func:`time_split`; ``gap`` frames before the cut belong to neither split), using the source and
+    frame of each crop in ``faces.jsonl``. Crops not from a video (photos, folders without that file)
+    are split by sorted file name. ``with_masks``: :meth:`item` adds the face mask and region weights.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        image_size: int = 64,
+        skip_corrupt: bool = True,
+        split: str | None = None,
+        val_fraction: float = 0.15,
+        gap: int = 30,
+        with_masks: bool = False,
+        eyes_weight: float = 3.0,
+        mouth_weight: float = 2.0,
+        background_weight: float = 0.1,
+    ) -> None:
+        self.folder = Path(folder).expanduser()
+        self.files = list_images(self.folder)
         self.image_size = image_size
         self.skip_corrupt = skip_corrupt
         self.skipped: set[Path] = set()
+        self.with_masks = with_masks
+        self.weights = {"eyes_weight": eyes_weight, "mouth_weight": mouth_weight,
+                        "background_weight": background_weight}  # fmt: skip
+        self.info = read_crop_info(self.folder) if (split is not None or with_masks) else {}
+        if split is not None:
+            self.files = self._split(split, val_fraction, gap)
+        self._no_landmarks_logged = False
+
+    def _split(self, split: str, val_fraction: float, gap: int) -> list[Path]:
+        frames_per_source: dict[str, set[int]] = {}
+        for info in self.info.values():
+            frames_per_source.setdefault(info.source, set()).add(info.frame)
+        video, groups, frames, photos = [], [], [], []  # photos: one group in file-name order, no gap
+        for i, path in enumerate(self.files):
+            info = self.info.get(path.name)
+            if info is not None and len(frames_per_source[info.source]) > 1:
+                video.append(i)
+                groups.append(info.source)
+                frames.append(info.frame)
+            else:
+                photos.append(i)
+        keep = {video[k] for k in time_split(groups, frames, split, val_fraction, gap)}
+        keep |= {photos[k] for k in time_split([""] * len(photos), range(len(photos)), split, val_fraction)}
+        if photos:
+            log.info(
+                "%s: %d crop(s) not from a video (%s): split by sorted file name, the last %.0f %% held out",
+                self.folder, len(photos), "no faces.jsonl" if not self.info else "photos or unlisted files",
+                100 * val_fraction,
+            )  # fmt: skip
+        for source in dict.fromkeys(groups):
+            mine = [video[k] for k, g in enumerate(groups) if g == source]
+            held = [self.info[self.files[i].name].frame for i in mine if i in keep]
+            log.info("%s: %s split of %s: %d of %d crop(s), frames %s", self.folder, split, Path(source).name,
+                     len(held), len(mine), f"{min(held)}-{max(held)}" if held else "none")  # fmt: skip
+        files = [path for i, path in enumerate(self.files) if i in keep]
+        if not files:
+            raise ValueError(
+                f"face folder {self.folder}: the {split!r} split is empty ({len(self.files)} crop(s), "
+                f"val_fraction={val_fraction}, gap={gap} frames): extract more frames or lower the gap"
+            )
+        return files
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> Tensor:
+    def _read(self, index: int) -> tuple[Path, Tensor]:
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
             image = read_image(path, self.image_size)
             if image is not None:
-                return to_tensor(image)
+                return path, to_tensor(image)
             if not self.skip_corrupt:
                 raise ValueError(f"cannot decode image {path} (corrupt or not an image)")
             if path not in self.skipped:
@@ -106,12 +249,49 @@ class FaceFolder(Dataset):
                 log.warning("skipping unreadable image %s (%d skipped so far)", path, len(self.skipped))
         raise ValueError(f"no image in {self.files[0].parent} could be decoded")
 
+    def __getitem__(self, index: int) -> Tensor:
+        return self._read(index)[1]
+
+    def landmarks(self, path: Path) -> np.ndarray | None:
+        """The crop's landmarks in pixels of an ``image_size`` crop, or None when none were stored."""
+        info = self.info.get(path.name)
+        if info is None or info.landmarks is None:
+            return None
+        scale = self.image_size / info.size
+        return (info.landmarks + 0.5) * scale - 0.5  # pixel centres sit at integers
+
+    def maps(self, path: Path) -> tuple[Tensor, Tensor]:
+        """(1, S, S) face mask and region weights of a crop (ones without landmarks)."""
+        s = self.image_size
+        lm = self.landmarks(path)
+        if lm is None:
+            if not self._no_landmarks_logged:
+                log.warning("%s: no landmarks for %s (and maybe others): mask and weights of ones",
+                            self.folder, path.name)  # fmt: skip
+                self._no_landmarks_logged = True
+            ones = torch.ones(1, s, s)
+            return ones, ones.clone()
+        mask = face_mask(lm, (s, s), "hull" if len(lm) == 68 else "ellipse")
+        weights = region_weights(lm, (s, s), mask, **self.weights)
+        return torch.from_numpy(mask)[None], torch.from_numpy(weights)[None]
+
+    def item(self, index: int) -> dict[str, Tensor]:
+        """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``."""
+        path, image = self._read(index)
+        if not self.with_masks:
+            return {"image": image}
+        mask, weights = self.maps(path)
+        return {"image": image, "mask": mask, "weights": weights}
+
 
 class PairFolderDataset(Dataset):
     """Folder A + folder B of aligned crops (the per-pair paradigm on real faces).
 
     The two folders rarely have the same size: item ``i`` pairs A's ``i % len(A)`` with a B face
     drawn from ``(seed, i)``, and the epoch length is ``length`` (default: the larger folder).
+    ``split="val"`` draws both sides evenly across the held-out frames instead, in an order whose
+    first items already span them (the preview takes the first K). ``split``, ``val_fraction``,
+    ``gap``, ``with_masks`` and the weights: see :class:`FaceFolder` and the module doc.
     """
 
     def __init__(
@@ -122,15 +302,45 @@ class PairFolderDataset(Dataset):
         length: int | None = None,
         seed: int = 0,
         skip_corrupt: bool = True,
+        split: str | None = None,
+        val_fraction: float = 0.15,
+        gap: int = 30,
+        with_masks: bool = False,
+        eyes_weight: float = 3.0,
+        mouth_weight: float = 2.0,
+        background_weight: float = 0.1,
     ) -> None:
-        self.a = FaceFolder(folder_a, image_size, skip_corrupt)
-        self.b = FaceFolder(folder_b, image_size, skip_corrupt)
+        options: dict[str, Any] = dict(
+            split=split, val_fraction=val_fraction, gap=gap, with_masks=with_masks, eyes_weight=eyes_weight,
+            mouth_weight=mouth_weight, background_weight=background_weight,
+        )  # fmt: skip
+        self.a = FaceFolder(folder_a, image_size, skip_corrupt, **options)
+        self.b = FaceFolder(folder_b, image_size, skip_corrupt, **options)
         self.length = length or max(len(self.a), len(self.b))
         self.seed = seed
+        self.split = split
+        self.with_masks = with_masks
+        self.order = spread_order(self.length) if split == "val" else None
 
     def __len__(self) -> int:
         return self.length
 
+    def indices(self, index: int) -> tuple[int, int]:
+        """(A index, B index) of item ``index``."""
+        if self.order is not None:
+            k = self.order[index]
+            return int((k + 0.5) * len(self.a) / self.length), int((k + 0.5) * len(self.b) / self.length)
+        return index % len(self.a), int(np.random.default_rng([self.seed, index]).integers(len(self.b)))
+
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        j = int(np.random.default_rng([self.seed, index]).integers(len(self.b)))
-        return {"a": self.a[index % len(self.a)], "b": self.b[j]}
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        i, j = self.indices(index)
+        if not self.with_masks:
+            return {"a": self.a[i], "b": self.b[j]}
+        item = {}
+        for side, folder, k in (("a", self.a, i), ("b", self.b, j)):
+            got = folder.item(k)
+            item[side] = got["image"]
+            item[f"{side}_mask"], item[f"{side}_weights"] = got["mask"], got["weights"]
+        return item

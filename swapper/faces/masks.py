@@ -12,7 +12,16 @@ import numpy as np
 
 from swapper.faces.alignment import landmarks_68_to_5
 
-__all__ = ["MASK_KINDS", "ellipse_mask", "face_mask", "feather", "hull_mask"]
+__all__ = [
+    "MASK_KINDS",
+    "ellipse_mask",
+    "eye_mouth_masks",
+    "face_mask",
+    "feather",
+    "hull_mask",
+    "inter_ocular",
+    "region_weights",
+]
 
 MASK_KINDS = ("hull", "extended", "ellipse")
 _SHIFT = 4  # fractional bits handed to cv2's fill functions
@@ -120,3 +129,72 @@ def feather(mask: np.ndarray, radius: float, inside: bool = True) -> np.ndarray:
         m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     # sigma = radius / 2 puts ~95 % of the ramp within ±radius of the edge
     return np.clip(cv2.GaussianBlur(m, (2 * r + 1, 2 * r + 1), radius / 2.0), 0.0, 1.0)
+
+
+def inter_ocular(landmarks: np.ndarray) -> float:
+    """Distance between the eye centres of 5 or 68 landmarks (the scale of a face in pixels)."""
+    lm = _check(landmarks, (5, 68))
+    if len(lm) == 68:
+        lm = landmarks_68_to_5(lm)
+    return float(np.linalg.norm(lm[1] - lm[0]))
+
+
+def _grown(shape: tuple[int, int], groups: list[np.ndarray], radius: float) -> np.ndarray:
+    """The convex hull of each group of points (a point, a segment or a polygon), grown by ``radius``
+    pixels (a disc, a capsule, a rounded polygon)."""
+    r = max(int(round(radius * _SS)), 0)
+
+    def draw(canvas: np.ndarray) -> None:
+        for points in groups:
+            hull = cv2.convexHull(_fixed(points))
+            cv2.fillConvexPoly(canvas, hull, 255, cv2.LINE_8, _SHIFT)
+            # a point or a segment has no area: its outline is what gets grown
+            cv2.polylines(canvas, [hull], True, 255, 1, cv2.LINE_8, _SHIFT)
+        if r > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            canvas[:] = cv2.dilate(canvas, kernel)
+
+    return _supersampled(shape, draw)
+
+
+def eye_mouth_masks(
+    landmarks: np.ndarray,
+    shape: tuple[int, ...],
+    eye_radius: float | None = None,
+    mouth_radius: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(eyes, mouth) region masks. 68 points: the hull of each eye (36-41, 42-47) and of the outer lips
+    (48-59), grown by 0.15 / 0.1 × the inter-ocular distance (the lids, the lip edges); 5 points: a disc
+    of 0.3 × it around each eye centre and a capsule of 0.25 × it joining the mouth corners. Radii in
+    pixels override the defaults."""
+    lm = _check(landmarks, (5, 68))
+    iod = inter_ocular(lm)
+    hw = _shape(shape)
+    if len(lm) == 68:
+        eyes = _grown(hw, [lm[36:42], lm[42:48]], 0.15 * iod if eye_radius is None else eye_radius)
+        mouth = _grown(hw, [lm[48:60]], 0.1 * iod if mouth_radius is None else mouth_radius)
+    else:
+        eyes = _grown(hw, [lm[0:1], lm[1:2]], 0.3 * iod if eye_radius is None else eye_radius)
+        mouth = _grown(hw, [lm[3:5]], 0.25 * iod if mouth_radius is None else mouth_radius)
+    return eyes, mouth
+
+
+def region_weights(
+    landmarks: np.ndarray,
+    shape: tuple[int, ...],
+    face: np.ndarray | None = None,
+    eyes_weight: float = 3.0,
+    mouth_weight: float = 2.0,
+    background_weight: float = 0.1,
+) -> np.ndarray:
+    """Per-pixel loss weights (DeepFaceLab's eye and mouth priority): ``background_weight`` outside the
+    face mask, 1 inside, times ``eyes_weight`` in the eyes and ``mouth_weight`` in the mouth (soft edges
+    blend linearly). ``face``: the face mask (default: ``face_mask`` hull for 68 points, else ellipse)."""
+    if min(eyes_weight, mouth_weight, background_weight) < 0:
+        raise ValueError(f"weights must be >= 0, got {eyes_weight}, {mouth_weight}, {background_weight}")
+    lm = _check(landmarks, (5, 68))
+    if face is None:
+        face = face_mask(lm, shape, "hull" if len(lm) == 68 else "ellipse")
+    eyes, mouth = eye_mouth_masks(lm, shape)
+    base = background_weight + (1.0 - background_weight) * face
+    return (base * (1 + (eyes_weight - 1) * eyes) * (1 + (mouth_weight - 1) * mouth)).astype(np.float32)

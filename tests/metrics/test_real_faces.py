@@ -1,0 +1,143 @@
+"""Real-face swap metrics on hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from swapper.data.coverage import head_pose
+from swapper.faces.alignment import ARCFACE_112, get_template
+from swapper.faces.masks import eye_mouth_masks, region_weights
+from swapper.metrics import real_faces as rf
+
+
+def unit(*rows: list[float]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows, dtype=torch.float32), dim=1)
+
+
+def test_centroid_and_identity_transfer_on_fixed_vectors() -> None:
+    source = unit([1, 0, 0], [1, 0, 0])  # centroid e1
+    target = unit([0, 1, 0], [0, 1, 1])
+    c = rf.centroid(target)
+    expected = torch.nn.functional.normalize(torch.tensor([0, 1 + 1 / math.sqrt(2), 1 / math.sqrt(2)]), dim=0)
+    torch.testing.assert_close(c, expected)
+    swaps = unit([0, 1, 0], [1, 0.2, 0], [0.3, 1, 0.1], [1, 0, 0])
+    figures = rf.identity_transfer(swaps, source, target, "cosine", threshold=0.9)
+    cos_t = (swaps @ c).tolist()
+    cos_s = swaps[:, 0].tolist()
+    assert figures["target_similarity"] == pytest.approx(np.mean(cos_t), abs=1e-6)
+    assert figures["source_similarity"] == pytest.approx(np.mean(cos_s), abs=1e-6)
+    assert figures["closer_to_target"] == pytest.approx(0.5)  # rows 0 and 2
+    assert figures["called_target"] == pytest.approx(np.mean([v >= 0.9 for v in cos_t]))
+    assert figures["called_target"] == pytest.approx(0.5)  # rows 0 and 2: cosines 0.924 and 0.917
+
+
+def test_identity_transfer_by_distance() -> None:
+    source = torch.tensor([[0.0, 0.0], [0.0, 0.2]])  # centroid (0, 0.1)
+    target = torch.tensor([[1.0, 0.0], [1.0, 0.2]])  # centroid (1, 0.1)
+    swaps = torch.tensor([[0.9, 0.1], [0.5, 0.1], [0.2, 0.1]])  # distances to B: 0.1, 0.5, 0.8
+    figures = rf.identity_transfer(swaps, source, target, "euclidean", threshold=0.6)
+    assert figures["closer_to_target"] == pytest.approx(1 / 3)  # 0.5 is a tie: not closer
+    assert figures["called_target"] == pytest.approx(2 / 3)
+    assert figures["target_distance"] == pytest.approx((0.1 + 0.5 + 0.8) / 3)
+    assert figures["source_distance"] == pytest.approx((0.9 + 0.5 + 0.2) / 3)
+    metric = rf.IdentityTransfer("euclidean", 0.6)
+    metric.update(swaps[:2], source[:1], target[:1])
+    metric.update(swaps[2:], source[1:], target[1:])  # centroids from every update
+    assert metric.compute()["called_target"].item() == pytest.approx(2 / 3)
+
+
+def face68(open_eyes: float = 1.0, open_mouth: float = 0.0, shift: float = 0.0) -> np.ndarray:
+    """68 points whose eye and inner-mouth aspect ratios are known: each eye 2 wide and
+    0.6·open_eyes tall (EAR 0.3·open_eyes), inner lips 2 wide and open_mouth tall (MAR open_mouth/2)."""
+    lm = np.zeros((68, 2))
+    lm[:36] = np.stack([np.linspace(0, 10, 36), np.linspace(0, 3, 36)], 1)  # jaw, brows, nose: unused
+    for o, cx in ((36, 3.0), (42, 7.0)):
+        h = 0.3 * open_eyes
+        lm[o : o + 6] = [[cx - 1, 4], [cx - 0.3, 4 - h], [cx + 0.3, 4 - h], [cx + 1, 4], [cx + 0.3, 4 + h],
+                         [cx - 0.3, 4 + h]]  # fmt: skip
+    lm[48:60] = np.stack([np.linspace(3.5, 6.5, 12), np.full(12, 8.0)], 1)
+    h = open_mouth / 2
+    lm[60:68] = [
+        [4, 8],
+        [4.5, 8 - h],
+        [5, 8 - h],
+        [5.5, 8 - h],
+        [6, 8],
+        [5.5, 8 + h],
+        [5, 8 + h],
+        [4.5, 8 + h],
+    ]
+    return lm + shift
+
+
+def test_openness_ratios_and_their_correlation() -> None:
+    eyes = np.array([1.0, 0.5, 0.1, 0.8])
+    mouth = np.array([0.0, 0.4, 1.0, 0.2])
+    lm = np.stack([face68(e, m) for e, m in zip(eyes, mouth, strict=True)])
+    np.testing.assert_allclose(rf.eye_aspect_ratio(lm), 0.3 * eyes)
+    np.testing.assert_allclose(rf.mouth_aspect_ratio(lm), mouth / 2)
+    assert rf.pearson(rf.eye_aspect_ratio(lm), rf.eye_aspect_ratio(lm)) == pytest.approx(1.0)
+    assert rf.pearson(eyes, -eyes) == pytest.approx(-1.0)
+    assert rf.pearson(eyes, 2 * eyes + 3) == pytest.approx(1.0)
+    assert math.isnan(rf.pearson(eyes, np.ones(4)))  # a frozen face: no correlation to speak of
+    assert rf.pearson([1, 2, np.nan, 3], [2, 4, 5, 6]) == pytest.approx(1.0)  # NaN pairs dropped
+    metric = rf.PearsonCorrelation()
+    metric.update(torch.tensor(eyes[:2]), torch.tensor(mouth[:2]))
+    metric.update(torch.tensor(eyes[2:]), torch.tensor(mouth[2:]))
+    assert metric.compute().item() == pytest.approx(np.corrcoef(eyes, mouth)[0, 1])
+
+
+def test_landmark_error_is_normalised_by_the_inter_ocular_distance() -> None:
+    lm = face68()[None]  # eye centres (3, 4) and (7, 4): inter-ocular 4
+    assert rf.inter_ocular(lm)[0] == pytest.approx(4.0)
+    assert rf.landmark_error(lm, lm)[0] == 0.0
+    assert rf.landmark_error(lm + [0.4, 0.0], lm)[0] == pytest.approx(0.1)  # 0.4 px of 4
+    five = ARCFACE_112[None]
+    assert rf.landmark_error(five * 2 + [3.0, 4.0], five * 2)[0] == pytest.approx(5 / (2 * 35.2372), rel=1e-4)
+    nan = np.full((1, 5, 2), np.nan)
+    assert math.isnan(rf.landmark_error(nan, five)[0])
+
+
+def test_sharpness_drops_with_blur() -> None:
+    rng = np.random.default_rng(0)
+    sharp = (rng.random((2, 48, 48, 3)) * 255).astype(np.uint8)
+    blurred = np.stack([cv2.GaussianBlur(x, (0, 0), 2.0) for x in sharp])
+    e_sharp, e_blur = rf.laplacian_energy(sharp), rf.laplacian_energy(blurred)
+    assert rf.sharpness_ratio(e_sharp, e_sharp) == pytest.approx(1.0)
+    assert rf.sharpness_ratio(e_blur, e_sharp) < 0.1
+    flat = np.full((1, 16, 16, 3), 128, np.uint8)
+    assert rf.laplacian_energy(flat)[0] == 0.0
+    # the mask limits the region: a sharp half and a flat half
+    half = flat.copy()
+    half[0, :, :8] = sharp[0, :16, :8]
+    mask = np.zeros((16, 16))
+    mask[:, 10:] = 1
+    assert rf.laplacian_energy(half, mask)[0] == 0.0
+    metric = rf.SharpnessRatio()
+    metric.update(torch.tensor(e_blur), torch.tensor(e_sharp))
+    assert metric.compute().item() == pytest.approx(rf.sharpness_ratio(e_blur, e_sharp))
+
+
+def test_region_weights_from_5_points() -> None:
+    lm = get_template("mean_face").points5 * 64
+    eyes, mouth = eye_mouth_masks(lm, (64, 64))
+    iod = float(np.linalg.norm(lm[1] - lm[0]))
+    assert eyes.sum() == pytest.approx(2 * math.pi * (0.3 * iod) ** 2, rel=0.03)  # two discs
+    w = region_weights(lm, (64, 64), eyes_weight=4.0, mouth_weight=2.0, background_weight=0.0)
+    assert w[0, 0] == 0.0 and w.max() == pytest.approx(4.0)
+    assert set(np.unique(w[eyes == 1])) == {4.0} and set(np.unique(w[mouth == 1])) == {2.0}
+
+
+def test_head_pose_of_turned_faces() -> None:
+    yaw, pitch = head_pose(ARCFACE_112[None])
+    assert abs(yaw[0]) < 0.01 and abs(pitch[0]) < 0.01  # the frontal template
+    turned = ARCFACE_112.copy()
+    turned[2, 0] += 0.9 * 17.6  # nose moved right by NOSE_DEPTH × half the eye distance: tan(yaw) = 1
+    assert head_pose(turned[None])[0][0] == pytest.approx(45.0, abs=0.5)
+    rotated = ARCFACE_112 @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # the image turned 90°: same pose
+    np.testing.assert_allclose(np.concatenate(head_pose(rotated[None])), [0.0, 0.0], atol=0.01)
