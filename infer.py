@@ -8,11 +8,18 @@ crops are swapped as they are. Exit status: 0 done, 1 nothing could be swapped, 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
+
+# Idle OpenMP threads sleep instead of spin-waiting, unless the user chose otherwise: beside other jobs on a
+# shared machine, spinning threads take the cores the work needs (README, "Shared machines"). Set here, before
+# anything loads torch's OpenMP runtime, which reads it once.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 log = logging.getLogger("swapper.infer")
 
@@ -33,18 +40,22 @@ def infer(cfg: DictConfig) -> int:
     from hydra.utils import instantiate
 
     from swapper.inference.files import read_bgr, write_bgr_atomic
-    from swapper.inference.folder import swap_folder
+    from swapper.inference.folder import check_crop_sizes, swap_folder
     from swapper.inference.jobs import plan_jobs
-    from swapper.inference.loading import load_model, pick_device
+    from swapper.inference.loading import load_generator, pick_device
     from swapper.inference.pipeline import FaceSwapPipeline, aligned_crop, crop_of_largest_face
     from swapper.inference.swap import build_swap
 
     try:
         jobs = plan_jobs(cfg.input, cfg.output, cfg.mode)
-        model, run_cfg = load_model(cfg.run, cfg.checkpoint, pick_device(cfg.device))
-        aligner = instantiate(cfg.align).for_run(run_cfg)
+        loaded = load_generator(cfg.run, cfg.checkpoint, pick_device(cfg.device))
+        model = loaded.generator
+        aligner = instantiate(cfg.align).for_crop(loaded.crop)
         # mode=crops: the inputs are aligned crops, and so is the source (no detection at all)
         source_is_crop = cfg.mode == "crops"
+        crop_files = [j.source for j in jobs if j.kind == "crops"]
+        crop_files += [Path(cfg.source)] if source_is_crop and cfg.source is not None else []
+        check_crop_sizes(crop_files, aligner.size, cfg.get("stretch_crops", False))
         need_faces = (cfg.source is not None and not source_is_crop) or any(j.kind != "crops" for j in jobs)
         detector = instantiate(cfg.detector) if need_faces else None
         source = None

@@ -20,6 +20,7 @@ from omegaconf import open_dict
 
 from swapper.callbacks.guards import PreemptionCheckpoint
 from swapper.losses.base import LossTerm
+from swapper.ops.exits import EXIT_NAN, EXIT_PREEMPTED, TrainingStopped
 from swapper.ops.runs import read_metrics
 from swapper.train import run
 
@@ -84,14 +85,18 @@ def _assert_stopped_with_good_checkpoint(tmp_path: Path, caplog, step: int) -> N
 
 def test_nan_guard_stops_on_a_nan_discriminator_loss_and_keeps_the_last_good_checkpoint(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="swapper.callbacks.guards")
-    metrics = run(_nan_run(tmp_path, "discriminator"))  # returns: a clean stop, no exception
-    assert not torch.isfinite(torch.tensor(metrics["train/d/total"]))
+    with pytest.raises(TrainingStopped) as stopped:  # a clean stop, reported with its exit code
+        run(_nan_run(tmp_path, "discriminator"))
+    assert stopped.value.code == EXIT_NAN == 3 and "NaNGuard: train/d/total=nan" in stopped.value.reason
+    assert not torch.isfinite(torch.tensor(stopped.value.metrics["train/d/total"]))
     _assert_stopped_with_good_checkpoint(tmp_path, caplog, step=3)  # the generator step of batch 3 still ran
 
 
 def test_nan_guard_stops_on_a_nan_generator_loss(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="swapper.callbacks.guards")
-    run(_nan_run(tmp_path, "generator"))
+    with pytest.raises(TrainingStopped, match="NaNGuard: train/g/total=nan") as stopped:
+        run(_nan_run(tmp_path, "generator"))
+    assert stopped.value.code == 3
     _assert_stopped_with_good_checkpoint(tmp_path, caplog, step=2)  # the NaN step was skipped
 
 
@@ -137,7 +142,7 @@ def test_simulated_preemption_saves_a_checkpoint_and_the_relaunch_continues_from
         time.sleep(3)  # let it train a few steps
         assert proc.poll() is None, "the run ended before the signal"
         proc.send_signal(signal.SIGUSR1)
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=120) == EXIT_PREEMPTED  # 75: stopped early, to be requeued
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,7 +179,8 @@ class DtypeRecorder(L.Callback):
 
     def on_train_start(self, trainer, pl_module):
         DtypeRecorder.dtypes = []
-        pl_module.encoder.register_forward_hook(lambda m, i, out: DtypeRecorder.dtypes.append(out.dtype))
+        encoder = pl_module.generator.encoder
+        encoder.register_forward_hook(lambda m, i, out: DtypeRecorder.dtypes.append(out.dtype))
 
 
 def test_bf16_mixed_runs_a_gan_step_on_cpu(tmp_path):

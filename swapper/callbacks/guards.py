@@ -1,8 +1,10 @@
-"""Run guards: stop cleanly on a non-finite loss, checkpoint and stop on a cluster's pre-emption signal."""
+"""Run guards: stop cleanly on a non-finite loss, checkpoint and stop on a cluster's pre-emption signal,
+on SIGTERM and on SIGINT. A guard that stopped the run sets ``exit_code`` (see ``swapper.ops.exits``)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -13,6 +15,8 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from swapper.ops.exits import EXIT_NAN, EXIT_PREEMPTED
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +33,13 @@ class NaNGuard(L.Callback):
 
     The checkpoint callbacks are frozen first (no top-k, no last) so the validation that Lightning
     runs on stopping cannot replace the last good checkpoint with diverged weights. ``tripped``
-    holds the message once the guard has fired.
+    holds the message once the guard has fired, ``exit_code`` the process's exit status.
     """
 
     def __init__(self, keys: Sequence[str] = ("train/g/total", "train/d/total")) -> None:
         self.keys = tuple(keys)
         self.tripped: str | None = None
+        self.exit_code: int | None = None
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -65,26 +70,37 @@ class NaNGuard(L.Callback):
             + ". Lower the learning rate, clip gradients or check the loss weights, then resume from it."
         )
         log.error(self.tripped)
+        self.exit_code = EXIT_NAN
         trainer.should_stop = True
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On one of ``signals``: save ``<dirpath>/<filename>`` at the current step, stop, pass the signal on.
+    """On one of ``signals`` or ``stop_signals``: save ``<dirpath>/<filename>`` at the current step and stop.
 
     The handler only sets a flag; the checkpoint is written at the end of the running batch, where
-    the state is consistent. Then the handler that was installed before this one (Lightning's SLURM
-    auto-requeue on SIGUSR1, submitit's requeue on SIGUSR2) runs, so the cluster tooling still
-    requeues the job. A relaunch with ``ckpt_path=last`` (or this file) continues at the saved step.
+    the state is consistent. After one of ``signals`` the handler that was installed before this one
+    (Lightning's SLURM auto-requeue on SIGUSR1, submitit's requeue on SIGUSR2) runs, so the cluster
+    tooling still requeues the job (exit code 75); ``stop_signals`` (SIGTERM, which SLURM sends before
+    the kill, and SIGINT, even in a background job that ignores it) exit with 128 + the signal. A
+    second signal before the save ends the process at once. A relaunch with ``ckpt_path=last`` (or
+    this file) continues at the saved step.
     """
 
     def __init__(
-        self, signals: Sequence[str] = ("SIGUSR1",), dirpath: str | None = None, filename: str = "last.ckpt"
+        self,
+        signals: Sequence[str] = ("SIGUSR1",),
+        dirpath: str | None = None,
+        filename: str = "last.ckpt",
+        stop_signals: Sequence[str] = (),
     ) -> None:
         self.signals = [self._parse(name) for name in signals]
+        self.stop_signals = [self._parse(name) for name in stop_signals]
         self.dirpath = dirpath
         self.filename = filename
         self.received: signal.Signals | None = None
         self.saved_path: Path | None = None
+        self.tripped: str | None = None
+        self.exit_code: int | None = None
         self._previous: dict[signal.Signals, Any] = {}
 
     @staticmethod
@@ -99,16 +115,19 @@ class PreemptionCheckpoint(L.Callback):
         if threading.current_thread() is not threading.main_thread():
             log.warning("PreemptionCheckpoint: not in the main thread, signals cannot be handled")
             return
-        for sig in self.signals:
+        for sig in (*self.signals, *self.stop_signals):
             self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handle)
         log.info(
             "PreemptionCheckpoint: on %s save %s and stop",
-            "/".join(s.name for s in self.signals),
+            "/".join(s.name for s in (*self.signals, *self.stop_signals)),
             self._path(trainer),
         )
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:  # a second signal: the user or the cluster will not wait
+            os.write(2, f"PreemptionCheckpoint: second signal {signum}, stopping at once\n".encode())
+            os._exit(128 + signum)
         self.received = signal.Signals(signum)
 
     def on_train_batch_end(
@@ -119,13 +138,18 @@ class PreemptionCheckpoint(L.Callback):
         self.saved_path = self._path(trainer)
         trainer.save_checkpoint(self.saved_path)
         trainer.should_stop = True
-        log.warning(
-            "PreemptionCheckpoint: %s received, saved %s at step %d; stopping",
-            self.received.name if self.received else "signal on another rank",
-            self.saved_path,
-            trainer.global_step,
+        name = self.received.name if self.received else "signal on another rank"
+        requeue = self.received is None or self.received not in self.stop_signals
+        self.exit_code = EXIT_PREEMPTED if requeue else 128 + int(self.received)
+        self.tripped = (
+            f"PreemptionCheckpoint: {name} received, saved {self.saved_path} at step {trainer.global_step}; "
+            "stopped. Resume with ckpt_path=last in the same run directory (hydra.run.dir=<run>)"
         )
-        self._pass_on()
+        log.warning(self.tripped)
+        if requeue:
+            self._pass_on()
+        else:
+            self._restore()
 
     def _path(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:

@@ -12,12 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from PIL import Image
 
-from swapper.data.datasets import IMAGE_SUFFIXES, list_images, read_image
+from swapper.faces.images import IMAGE_SUFFIXES, list_images, read_image
 from swapper.inference.files import write_image_atomic
+from swapper.ops.progress import tqdm_or_log
 
-__all__ = ["SwapReport", "crop_targets", "input_files", "swap_folder", "write_image_atomic"]
+__all__ = [
+    "SwapReport",
+    "check_crop_sizes",
+    "crop_targets",
+    "input_files",
+    "swap_folder",
+    "write_image_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,31 @@ def crop_targets(source: str | Path, output: str | Path) -> list[tuple[Path, Pat
     return [(f, output if single else output / f"{f.stem}.png") for f in files]
 
 
+def check_crop_sizes(files: list[Path], image_size: int, stretch: bool = False) -> int:
+    """Refuse non-square crops (resizing them to ``image_size`` would stretch the face) unless ``stretch``;
+    returns how many square crops of another size will be rescaled (a uniform scale keeps the alignment)."""
+    rescaled, bad = 0, []
+    for f in files:
+        try:
+            with Image.open(f) as image:
+                w, h = image.size
+        except OSError:
+            continue  # undecodable: reported (and skipped) when it is read
+        if w != h and not stretch:
+            bad.append(f"{f} is {w}x{h} px")
+        elif (w, h) != (image_size, image_size):
+            rescaled += 1
+    if bad:
+        raise ValueError(
+            f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}: the model takes square aligned crops of "
+            f"{image_size}x{image_size} px. Re-extract them, or give stretch_crops=true to stretch them to "
+            f"{image_size}x{image_size} (the face is then distorted)"
+        )
+    if rescaled:
+        log.info("rescaling %d square crop(s) to the model's %d px", rescaled, image_size)
+    return rescaled
+
+
 def swap_folder(
     swap: SwapStage,
     source: str | Path,
@@ -68,7 +101,7 @@ def swap_folder(
             report.skipped_existing.append(t)
         else:
             todo.append((f, t))
-    bar = tqdm(total=len(todo), desc="swap crops", unit="img", disable=not progress)
+    bar = tqdm_or_log(len(todo), "swap crops", "img", disable=not progress)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images, outs = [], []

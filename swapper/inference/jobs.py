@@ -8,16 +8,17 @@ at most ``CROP_MAX_SIDE`` pixels; photos otherwise.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from swapper.data.datasets import IMAGE_SUFFIXES
+from swapper.faces.images import IMAGE_SUFFIXES
 from swapper.inference.folder import crop_targets
 from swapper.inference.video import VIDEO_SUFFIXES
 
-__all__ = ["MODES", "Job", "looks_like_crops", "plan_jobs"]
+__all__ = ["MODES", "Job", "check_outputs", "looks_like_crops", "plan_jobs"]
 
 MODES = ("auto", "frames", "crops")
 CROP_MAX_SIDE = 512
@@ -57,8 +58,41 @@ def _image_target(source: Path, output: Path, single: bool) -> Path:
     return output if single and output.suffix.lower() in IMAGE_SUFFIXES else output / source.name
 
 
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_outputs(jobs: list[Job], source: Path, output: Path) -> None:
+    """Raise ``ValueError`` when an output would replace an input (whatever ``overwrite`` says) or cannot
+    be written (a file where a folder must be, no write permission)."""
+    if output.resolve() == source.resolve():
+        raise ValueError(f"output {output} is the input itself: choose another output (inputs are kept)")
+    inputs = {j.source.resolve() for j in jobs}
+    for job in jobs:
+        if job.target.resolve() in inputs:
+            raise ValueError(
+                f"output {job.target} would replace the input {job.target}: choose another output folder "
+                "(inputs are never overwritten, whatever overwrite says)"
+            )
+    for folder in sorted({j.target.parent for j in jobs}):
+        existing = _first_existing(folder)
+        if not existing.is_dir():
+            raise ValueError(f"output {output}: {existing} is a file, not a folder; choose another output")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"output {output}: cannot write in {existing} (permission denied)")
+
+
 def plan_jobs(source: str | Path, output: str | Path, mode: str = "auto") -> list[Job]:
-    """The jobs for ``source`` (an image, a video or a folder of them) writing under ``output``."""
+    """The jobs for ``source`` (an image, a video or a folder of them) writing under ``output``; an output
+    that would replace an input or cannot be written is refused (``ValueError``)."""
+    jobs = _plan(source, output, mode)
+    check_outputs(jobs, Path(source).expanduser(), Path(output).expanduser())
+    return jobs
+
+
+def _plan(source: str | Path, output: str | Path, mode: str) -> list[Job]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     source, output = Path(source).expanduser(), Path(output).expanduser()

@@ -24,12 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from swapper.attributes import ATTRIBUTE_SCALE
 from swapper.models.pretrained.base import FrozenNetwork, resize_square
-from swapper.models.pretrained.loading import load_state_dict_file
-
-# The renderer's full attribute ranges (``Attributes.sample``): yaw ±30°, pitch ±20°, roll ±15°,
-# expressions 0..1.
-ATTRIBUTE_SCALE = (30.0, 20.0, 15.0, 1.0, 1.0, 1.0)
+from swapper.models.pretrained.loading import read_weights
 
 
 class BasicBlock(nn.Module):
@@ -55,11 +52,12 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class FaceEmbedderNet(nn.Module):
+class FaceResNet(nn.Module):
     """(B, 3, input_size, input_size) in [-1, 1] -> (B, embedding_dim) un-normalised embedding.
 
-    A 3x3 stem, then one stride-2 stage per entry of ``channels`` with ``blocks_per_stage`` blocks
-    each; the final map of ``input_size / 2**len(channels)`` pixels is flattened into the head.
+    The network of both the recogniser and the attribute estimator (sizes: conf/face_resnet/). A 3x3
+    stem, then one stride-2 stage per entry of ``channels`` with ``blocks_per_stage`` blocks each; the
+    final map of ``input_size / 2**len(channels)`` pixels is flattened into the head.
     ``output_norm`` ends with ArcFace's BatchNorm1d, right for an embedding; a regressor goes
     without it (batch statistics would force every output to a fixed spread, informative or not).
     """
@@ -115,13 +113,13 @@ def _to_input(images: Tensor, size: int) -> Tensor:
 
 
 def on_images(net: nn.Module, images: Tensor) -> Tensor:
-    """Run ``net`` (a ``FaceEmbedderNet``, or any module with ``input_size`` that takes [-1, 1]) on
+    """Run ``net`` (a ``FaceResNet``, or any module with ``input_size`` that takes [-1, 1]) on
     (B, 3, H, W) RGB in [0, 1] of any size: what training modules and frozen wrappers share."""
     return net(_to_input(images, net.input_size))
 
 
 class _TrainedHere(FrozenNetwork):
-    """A frozen ``FaceEmbedderNet`` whose weights file ``experiment=<experiment>`` of this project writes.
+    """A frozen ``FaceResNet`` whose weights file ``experiment=<experiment>`` of this project writes.
 
     The architecture arguments must be those the file was trained with (the strict load lists any
     mismatch); a missing file's error names the command that makes it.
@@ -144,9 +142,9 @@ class _TrainedHere(FrozenNetwork):
             f"train it on synthetic faces with `python train.py experiment={experiment}` "
             f"(a few minutes on CPU; it writes pretrained/{filename})"
         )
-        state = load_state_dict_file(weights, source_hint=how_to_get) if weights is not None else None
+        state = read_weights(weights, source_hint=how_to_get, allow_missing=allow_random_weights)
         self.net = self._build(
-            lambda: FaceEmbedderNet(input_size, tuple(channels), blocks_per_stage, outputs, output_norm),
+            lambda: FaceResNet(input_size, tuple(channels), blocks_per_stage, outputs, output_norm),
             state,
             allow_random_weights=allow_random_weights,
             how_to_get=how_to_get,
@@ -187,7 +185,7 @@ class FaceEmbedder(_TrainedHere):
 class AttributeEstimator(_TrainedHere):
     """Frozen pose/expression estimator from ``experiment=attribute_estimator``: ``predict(images)``
     maps (B, 3, H, W) RGB in [0, 1] to (B, 6) ``[yaw, pitch, roll, mouth_open, smile, blink]`` in
-    the renderer's units (``swapper.data.synthetic.ATTRIBUTE_NAMES``)."""
+    the renderer's units (``swapper.attributes.ATTRIBUTE_NAMES``)."""
 
     def __init__(
         self,
@@ -208,4 +206,4 @@ class AttributeEstimator(_TrainedHere):
         return on_images(self.net, images) * self.scale
 
 
-__all__ = ["ATTRIBUTE_SCALE", "AttributeEstimator", "FaceEmbedder", "FaceEmbedderNet", "on_images"]
+__all__ = ["AttributeEstimator", "FaceEmbedder", "FaceResNet", "on_images"]

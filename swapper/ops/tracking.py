@@ -48,7 +48,7 @@ def wandb_logger(
     ``resume="allow"`` (Lightning's default) with the directory's fixed id makes a relaunch in the
     same run directory continue the W&B run; give ``id`` to continue another run explicitly.
     """
-    return WandbLogger(
+    logger = WandbLogger(
         project=project,
         name=run_name(name, overrides),
         group=run_group(group or name, save_dir, sweep_dir),
@@ -60,3 +60,8 @@ def wandb_logger(
         log_model=log_model,
         **kwargs,
     )
+    # Lightning passes anonymous=None to wandb.init, which recent W&B (0.31 here) answers on every run
+    # with a warning that the setting "has no effect"; not passing it is what W&B asks for
+    if logger._wandb_init.get("anonymous", False) is None:
+        del logger._wandb_init["anonymous"]
+    return logger

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swapper.models.pretrained.base import FrozenNetwork, resize_square
-from swapper.models.pretrained.loading import load_state_dict_file
+from swapper.models.pretrained.loading import read_weights
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3, 13, 30, 3)}
 INPUT_SIZE = 112
@@ -92,9 +92,8 @@ class ArcFace(FrozenNetwork):
         super().__init__()
         if depth not in BLOCKS_PER_STAGE:
             raise ValueError(f"ArcFace depth must be one of {sorted(BLOCKS_PER_STAGE)}, got {depth}")
-        state = None
-        if weights is not None:
-            state = load_state_dict_file(weights, source_hint=WEIGHTS_SOURCE)
+        state = read_weights(weights, source_hint=WEIGHTS_SOURCE, allow_missing=allow_random_weights)
+        if state is not None:
             found = _checkpoint_depth(state)
             if found is not None and found != depth:
                 raise ValueError(f"'{weights}' is an IResNet-{found} checkpoint; pass depth={found}")

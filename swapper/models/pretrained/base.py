@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from swapper.models.pretrained.loading import load_strict
+from swapper.models.pretrained.loading import RANDOM_WEIGHTS_HINT, load_strict
 
 
 class FrozenNetwork(nn.Module):
@@ -18,12 +18,14 @@ class FrozenNetwork(nn.Module):
     Parameters never require grad and the module stays in eval mode even under ``.train()`` (so a
     LightningModule's ``model.train()`` cannot switch BatchNorm/Dropout back on), while gradients
     still flow to the input: an identity loss back-propagates through it into the generator.
-    Subclasses build their network with ``_build``, which returns it frozen.
+    Subclasses build their network with ``_build``, which returns it frozen; ``random_weights`` says
+    whether it got random weights (allowed, and no weights file).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.training = False
+        self.random_weights = False
         # Frozen weights come from the user's pretrained file, never from training checkpoints:
         # as a submodule it leaves its tensors out of the parent's state dict (hundreds of MB
         # saved for nothing) and keeps its own when the parent loads one.
@@ -46,17 +48,15 @@ class FrozenNetwork(nn.Module):
             load_strict(net, state_dict, name=name, assign=True)
         elif allow_random_weights:
             net = factory()
+            self.random_weights = True
             warnings.warn(
-                f"{name} runs with RANDOM weights (allow_random_weights=True): its outputs mean nothing. "
-                "Fine for tests and smoke runs only.",
+                f"{name} runs with RANDOM weights (no weights file; allow_random_weights=True): its outputs "
+                "mean nothing. Fine for tests and smoke runs only.",
                 UserWarning,
                 stacklevel=3,
             )
         else:
-            raise ValueError(
-                f"{name} needs pretrained weights: {how_to_get} "
-                f"(or pass allow_random_weights=True for tests and smoke runs)."
-            )
+            raise ValueError(f"{name} needs pretrained weights: {how_to_get}. {RANDOM_WEIGHTS_HINT}")
         return net.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> FrozenNetwork:

@@ -12,6 +12,11 @@ from torch import Tensor, nn
 
 _CONTAINER_KEYS = ("state_dict", "model")  # training scripts nest the weights under these
 _SHOW = 10  # how many offending keys an error lists
+# what every missing-weights error ends with: the switch for runs that do not need real weights
+RANDOM_WEIGHTS_HINT = (
+    "For a smoke run without the weights files: `pretrained=random` on the train.py command line "
+    "(allow_random_weights=True in Python); its figures mean nothing and the run is tagged random-weights."
+)
 
 
 def load_state_dict_file(path: str | Path, *, source_hint: str) -> dict[str, Tensor]:
@@ -21,7 +26,9 @@ def load_state_dict_file(path: str | Path, *, source_hint: str) -> dict[str, Ten
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: '{path}'. Get it from: {source_hint}")
+        raise FileNotFoundError(
+            f"checkpoint not found: '{path}'. Get it from: {source_hint}. {RANDOM_WEIGHTS_HINT}"
+        )
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -38,6 +45,16 @@ def load_state_dict_file(path: str | Path, *, source_hint: str) -> dict[str, Ten
                 "in its own project and save `model.state_dict()` with torch.save."
             ) from err
     return _unwrap(obj, path)
+
+
+def read_weights(
+    path: str | Path | None, *, source_hint: str, allow_missing: bool = False
+) -> dict[str, Tensor] | None:
+    """``load_state_dict_file(path)``, or ``None`` (the caller then builds random weights) when ``path`` is
+    None or, with ``allow_missing`` (a network's ``allow_random_weights``), when the file does not exist."""
+    if path is None or (allow_missing and not Path(path).expanduser().is_file()):
+        return None
+    return load_state_dict_file(path, source_hint=source_hint)
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, Tensor]:

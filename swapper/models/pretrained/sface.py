@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swapper.models.pretrained.base import FrozenNetwork, resize_square
-from swapper.models.pretrained.loading import load_state_dict_file
+from swapper.models.pretrained.loading import RANDOM_WEIGHTS_HINT, read_weights
 
 ONNX_NAME = "face_recognition_sface_2021dec_int8bq.onnx"
 INPUT_SIZE = 112
@@ -177,11 +177,14 @@ class SFace(FrozenNetwork):
                 if not allow_random_weights:
                     raise
         if weights is not None and Path(weights).suffix == ".onnx":
-            if not Path(weights).is_file():
-                raise FileNotFoundError(f"SFace ONNX not found: '{weights}'. Get it from {WEIGHTS_SOURCE}")
-            state = sface_state_dict_from_onnx(weights)
-        elif weights is not None:
-            state = load_state_dict_file(weights, source_hint=WEIGHTS_SOURCE)
+            if Path(weights).is_file():
+                state = sface_state_dict_from_onnx(weights)
+            elif not allow_random_weights:
+                raise FileNotFoundError(
+                    f"SFace ONNX not found: '{weights}'. Get it from {WEIGHTS_SOURCE}. {RANDOM_WEIGHTS_HINT}"
+                )
+        else:
+            state = read_weights(weights, source_hint=WEIGHTS_SOURCE, allow_missing=allow_random_weights)
         self.net = self._build(
             SFaceNet, state, allow_random_weights=allow_random_weights, how_to_get=WEIGHTS_SOURCE
         )

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swapper.models.pretrained.base import FrozenNetwork, resize_square
-from swapper.models.pretrained.loading import load_state_dict_file
+from swapper.models.pretrained.loading import read_weights
 
 # (block, convs, channels); a 2x2 max-pool follows each block: 224 -> 7
 BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -79,7 +79,7 @@ class VGGFace(FrozenNetwork):
     ) -> None:
         super().__init__()
         self.feature_size = feature_size
-        state = None if weights is None else load_state_dict_file(weights, source_hint=WEIGHTS_SOURCE)
+        state = read_weights(weights, source_hint=WEIGHTS_SOURCE, allow_missing=allow_random_weights)
         self.net = self._build(
             VGGFaceNet,
             state,
