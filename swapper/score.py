@@ -35,7 +35,7 @@ from swapper.faces.images import list_images, read_image
 from swapper.faces.masks import ellipse_mask
 from swapper.metrics import real_faces as rf
 
-__all__ = ["Judge", "crop_geometry", "score_crops", "score_features"]
+__all__ = ["Judge", "crop_geometry", "score_crops", "score_features", "to_uint8"]
 
 log = logging.getLogger("swapper.score")
 
@@ -176,7 +176,7 @@ def score_features(
     return out
 
 
-def _to_uint8(images: Tensor) -> np.ndarray:
+def to_uint8(images: Tensor) -> np.ndarray:
     """(N, 3, S, S) in [0, 1] → (N, S, S, 3) uint8."""
     return (
         (images.detach().float().clamp(0, 1).cpu().numpy().transpose(0, 2, 3, 1) * 255)
@@ -194,7 +194,7 @@ def score_crops(
         raise ValueError(
             f"swaps {tuple(swaps.shape)} and inputs {tuple(inputs.shape)} must match row for row"
         )
-    feats = [judge.features(_to_uint8(x)) for x in (swaps, inputs, source, target)]
+    feats = [judge.features(to_uint8(x)) for x in (swaps, inputs, source, target)]
     return score_features(feats[0], feats[2], feats[3], feats[1])
 
 

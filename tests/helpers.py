@@ -54,3 +54,25 @@ def train_tiny_on_two_cpu_processes(out: Path, *overrides: str) -> subprocess.Co
     return run_script(
         "train.py", *overrides, "trainer=ddp_cpu", "debug=tiny", "logger=csv", f"hydra.run.dir={out}"
     )
+
+
+def experiment_overrides(
+    experiment: str, folders: tuple[Path, Path] = (Path("/crops/a"), Path("/crops/b"))
+) -> list[str]:
+    """``experiment=<name>``, plus the two crop folders that real-pair experiments (``*_real``) need."""
+    overrides = [f"experiment={experiment}"]
+    if experiment.endswith("_real"):
+        overrides += [f"data.train.folder_a={folders[0]}", f"data.train.folder_b={folders[1]}"]
+    return overrides
+
+
+def write_face_folders(root: Path, count: int = 4, size: int = 32) -> tuple[Path, Path]:
+    """Two folders of plain square images standing in for the crops of two people."""
+    import cv2
+    import numpy as np
+
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            cv2.imwrite(str(root / name / f"{i}.png"), np.full((size, size, 3), 40 * i + 20, np.uint8))
+    return root / "a", root / "b"

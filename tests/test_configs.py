@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import CONF, compose_train
+from helpers import CONF, compose_train, experiment_overrides
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
@@ -49,8 +49,9 @@ def allow_random_weights(node) -> None:
 
 def group_overrides(group: str, option: str, folders: tuple[Path, Path]) -> list[str]:
     overrides = [f"{group}={option}"]
-    if group == "data" and option == "pairs":
+    if (group, option) in (("data", "pairs"), ("callbacks", "real_faces")):  # real pairs: two crop folders
         overrides += [f"data.train.folder_a={folders[0]}", f"data.train.folder_b={folders[1]}"]
+        overrides += ["data=pairs"] if group == "callbacks" else []
     if group == "data" and option == "identities":
         overrides.append(f"data.train.root={folders[0].parent}")
     if group == "module" and option == "face_embedder":
@@ -118,7 +119,7 @@ def test_unknown_option_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_with_a_name(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    cfg = compose_train(experiment_overrides(experiment), tmp_path)
     assert cfg.name and cfg.module._target_
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 

@@ -185,6 +185,7 @@ class FaceFolder(Dataset):
         eyes_weight: float = 3.0,
         mouth_weight: float = 2.0,
         background_weight: float = 0.1,
+        cache: bool = False,
     ) -> None:
         self.folder = Path(folder).expanduser()
         self.files = list_images(self.folder)
@@ -198,6 +199,9 @@ class FaceFolder(Dataset):
         if split is not None:
             self.files = self._split(split, val_fraction, gap)
         self._no_landmarks_logged = False
+        # decoded items kept in memory (a few thousand 64-128 px crops are tens of MB): every epoch after the
+        # first reads no file and draws no mask (each data-loader worker keeps its own copy)
+        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache else None
 
     def _split(self, split: str, val_fraction: float, gap: int) -> list[Path]:
         frames_per_source: dict[str, set[int]] = {}
@@ -277,6 +281,13 @@ class FaceFolder(Dataset):
 
     def item(self, index: int) -> dict[str, Tensor]:
         """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``."""
+        if self._cache is not None:
+            if index not in self._cache:
+                self._cache[index] = self._item(index)
+            return self._cache[index]
+        return self._item(index)
+
+    def _item(self, index: int) -> dict[str, Tensor]:
         path, image = self._read(index)
         if not self.with_masks:
             return {"image": image}
@@ -309,10 +320,11 @@ class PairFolderDataset(Dataset):
         eyes_weight: float = 3.0,
         mouth_weight: float = 2.0,
         background_weight: float = 0.1,
+        cache: bool = False,
     ) -> None:
         options: dict[str, Any] = dict(
             split=split, val_fraction=val_fraction, gap=gap, with_masks=with_masks, eyes_weight=eyes_weight,
-            mouth_weight=mouth_weight, background_weight=background_weight,
+            mouth_weight=mouth_weight, background_weight=background_weight, cache=cache,
         )  # fmt: skip
         self.a = FaceFolder(folder_a, image_size, skip_corrupt, **options)
         self.b = FaceFolder(folder_b, image_size, skip_corrupt, **options)

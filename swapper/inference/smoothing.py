@@ -1,6 +1,6 @@
 """The smoothing stage (videos): steady landmarks and boxes across frames, and carry-over through
 short detection drop-outs. Per-frame detections jitter by a pixel or two, which makes the pasted
-face shimmer and change size (SYSTEMS §1); a detector that misses a few frames makes it flicker.
+face shimmer and change size; a detector that misses a few frames makes it flicker.
 
 Faces are followed as tracks (greedy box-IoU matching from frame to frame). Each track's points
 (box corners and landmarks) are split into the face's position (the mean of its 5 landmarks) and

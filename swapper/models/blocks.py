@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 
@@ -13,6 +15,33 @@ class DownConv(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=2, padding=kernel_size // 2),
             nn.LeakyReLU(slope),
         )
+
+
+class DownStack(nn.Sequential):
+    """``len(widths)`` Deepfakes ``conv(w)`` in a row: (B, in_channels, S, S) → (B, widths[-1], S/2^n, S/2^n).
+
+    Built for one crop size, which it checks (a wrong size fails here, naming both sizes, instead of
+    deep inside a dense layer).
+    """
+
+    def __init__(self, image_size: int, in_channels: int, widths: Sequence[int]) -> None:
+        factor = 2 ** len(widths)
+        if image_size <= 0 or image_size % factor:
+            raise ValueError(
+                f"image_size {image_size} cannot be encoded: it must be a positive multiple of {factor} "
+                f"({len(widths)} stride-2 convolutions)"
+            )
+        chans = [in_channels, *widths]
+        super().__init__(*(DownConv(i, o) for i, o in zip(chans[:-1], chans[1:], strict=True)))
+        self.image_size, self.in_channels, self.output_size = image_size, in_channels, image_size // factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
+            raise ValueError(
+                f"the encoder was built for (B, {self.in_channels}, {self.image_size}, {self.image_size}) "
+                f"inputs, got {tuple(x.shape)}; set image_size to the size of your face crops"
+            )
+        return super().forward(x)
 
 
 class Upscale(nn.Sequential):

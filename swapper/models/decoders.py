@@ -11,7 +11,7 @@ from swapper.models.blocks import Upscale
 
 
 class DeepfakesDecoder(nn.Module):
-    """``upscale(256) → upscale(128) → upscale(64) → Conv2d(k=5) + sigmoid`` (SYSTEMS.md §2).
+    """``upscale(256) → upscale(128) → upscale(64) → Conv2d(k=5) + sigmoid`` (the 2017 Deepfakes model).
 
     ``out_channels=3`` is the original RGB decoder (6,199,747 parameters at the defaults);
     ``out_channels=4`` is faceswap-GAN's RGBA decoder, whose fourth channel is an alpha mask.

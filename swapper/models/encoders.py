@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from swapper.models.blocks import DenseCode, DownConv, Upscale
+from swapper.models.blocks import DenseCode, DownStack, Upscale
 
 
 class DeepfakesEncoder(nn.Module):
-    """The shared encoder of the original Deepfakes model (SYSTEMS.md §2).
+    """The shared encoder of the original Deepfakes model (the original 2017 Deepfakes autoencoder).
 
     ``conv(128) → conv(256) → conv(512) → conv(1024) → Flatten → Dense(bottleneck) →
     Dense(latent_size² · latent_channels) → Reshape → upscale(out_channels)``. The defaults
@@ -29,20 +29,13 @@ class DeepfakesEncoder(nn.Module):
         out_channels: int = 512,
     ) -> None:
         super().__init__()
-        factor = 2 ** len(widths)
-        if image_size <= 0 or image_size % factor:
-            raise ValueError(
-                f"image_size {image_size} cannot be encoded: it must be a positive multiple of {factor} "
-                f"({len(widths)} stride-2 convolutions)"
-            )
         self.image_size = image_size
         self.in_channels = in_channels
         self.latent_size = latent_size
         self.latent_channels = latent_channels
         self.out_channels = out_channels
-        chans = [in_channels, *widths]
-        self.convs = nn.Sequential(*(DownConv(i, o) for i, o in zip(chans[:-1], chans[1:], strict=True)))
-        flat = widths[-1] * (image_size // factor) ** 2
+        self.convs = DownStack(image_size, in_channels, widths)
+        flat = widths[-1] * self.convs.output_size**2
         self.dense = DenseCode(flat, bottleneck, latent_size, latent_channels)
         self.upscale = Upscale(latent_channels, out_channels)
 
@@ -51,12 +44,6 @@ class DeepfakesEncoder(nn.Module):
         return self.latent_size * 2
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
-            raise ValueError(
-                f"{type(self).__name__} was built for (B, {self.in_channels}, {self.image_size}, "
-                f"{self.image_size}) inputs, got {tuple(x.shape)}; set image_size in the encoder config "
-                "(and data.image_size) to the size of your face crops"
-            )
         h = self.convs(x)  # (B, 1024, s/16, s/16)
         z = self.dense(h)  # (B, 1024, 4, 4)
         return self.upscale(z)  # (B, 512, 8, 8)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from swapper.models.blocks import DenseCode, DownConv, Upscale
+from swapper.models.blocks import DenseCode, DownStack, Upscale
 from swapper.models.decoders import split_rgba
 from swapper.models.generators import PerPairGenerator, SwapGenerator
 
@@ -35,25 +35,13 @@ class LIAEEncoder(nn.Module):
         self, image_size: int = 64, in_channels: int = 3, widths: Sequence[int] = (128, 256, 512, 1024)
     ) -> None:
         super().__init__()
-        factor = 2 ** len(widths)
-        if image_size <= 0 or image_size % factor:
-            raise ValueError(
-                f"image_size {image_size} cannot be encoded: it must be a positive multiple of {factor} "
-                f"({len(widths)} stride-2 convolutions)"
-            )
         self.image_size = image_size
         self.in_channels = in_channels
         self.out_channels = widths[-1]
-        self.output_size = image_size // factor
-        chans = [in_channels, *widths]
-        self.convs = nn.Sequential(*(DownConv(i, o) for i, o in zip(chans[:-1], chans[1:], strict=True)))
+        self.convs = DownStack(image_size, in_channels, widths)
+        self.output_size = self.convs.output_size
 
     def forward(self, x: Tensor) -> Tensor:  # (B, 3, S, S) -> (B, widths[-1], S/16, S/16)
-        if x.ndim != 4 or x.shape[1:] != (self.in_channels, self.image_size, self.image_size):
-            raise ValueError(
-                f"{type(self).__name__} was built for (B, {self.in_channels}, {self.image_size}, "
-                f"{self.image_size}) inputs, got {tuple(x.shape)}; set image_size to your face crops' size"
-            )
         return self.convs(x)
 
 
