@@ -349,6 +349,7 @@ def test_experiment_composes_with_its_recipe(experiment, tmp_path) -> None:
         "weak_feature_matching": 10.0,
     }
     assert cfg.loss.reconstruction_same_identity.same_identity_only
+    assert cfg.loss.gradient_penalty.interval == 4  # lazy: every 4th step, scaled by 4
     assert cfg.loss.identity.network is None  # the generator's identity network, one node built once
     network = "FaceEmbedder" if experiment == "simswap_lite" else "ArcFace"
     assert cfg.module.generator.identity_network._target_.endswith(network)
