@@ -44,6 +44,9 @@ def quiet_known_noise() -> None:
     warnings.filterwarnings(
         "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
     )
+    # the training order is step-indexed (swapper.data.datamodule.StepIndexedSampler): a mid-epoch resume
+    # reads on where it stopped, which Lightning cannot know
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the")
     # frozen pretrained networks stay in eval mode by design (FrozenNetwork), which Lightning warns about
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
     # Lightning advertises its cloud logger on every Trainer ("💡 Tip: ... litlogger")

@@ -31,6 +31,8 @@ def unused_options(cfg: DictConfig) -> list[str]:
     generator and never reads ``${encoder}``, so the option would be silently ignored.
     """
     raw = OmegaConf.to_container(cfg, resolve=False)
+    if not _references(raw, set()):  # a run's saved config (-cp <run> -cn config): resolved copies
+        return []
     unused = []
     for group in COMPONENT_GROUPS:
         if raw.get(group) is None:

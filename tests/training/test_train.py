@@ -132,6 +132,21 @@ def test_resume_continues_at_the_right_step_with_the_same_optimizer(tmp_path):
         torch.testing.assert_close(resumed_state[key]["step"], saved_state[key]["step"])
 
 
+def test_a_run_resumes_from_its_own_saved_config(tmp_path):
+    """No data or model options re-typed: the run directory's config.yaml is the config."""
+    out = tmp_path / "run"
+    first = run_script("train.py", "debug=tiny", "logger=csv", "data.train.length=64", f"hydra.run.dir={out}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_script(
+        "train.py", "-cp", str(out), "-cn", "config", "ckpt_path=last", "trainer.max_steps=6",
+        f"hydra.run.dir={out}",
+    )  # fmt: skip
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 6
+    assert "resuming from" in again.stdout + again.stderr
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     cfg = compose_train(
         ["debug=tiny", "logger=none", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path / "run"
