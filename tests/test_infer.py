@@ -230,7 +230,8 @@ def test_checkpoint_that_does_not_match_the_config_is_refused(untrained_run, pho
     (run / "config.yaml").write_text(config.replace("bottleneck: 128", "bottleneck: 96"))
     with caplog.at_level(logging.INFO, logger="swapper.infer"):
         assert infer(infer_cfg(f"run={run}", f"input={photo}", f"output={tmp_path / 'o.png'}")) == 2
-    assert "does not match" in caplog.text and not (tmp_path / "o.png").exists()
+    assert "does not fit the generator built from" in caplog.text and "model (512, 96)" in caplog.text
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_crops_mode_swaps_aligned_crops_as_they_are(untrained_run, tmp_path):

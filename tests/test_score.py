@@ -30,7 +30,7 @@ def judge():
 
 
 def test_score_crops_on_known_cases(judge) -> None:
-    from swapper.score import _to_uint8, score_crops, score_features
+    from swapper.score import to_uint8, score_crops, score_features
 
     ds = SyntheticPairDataset(image_size=64, length=4, seed=1)
     a = torch.stack([ds[i]["a"] for i in range(4)])
@@ -42,7 +42,7 @@ def test_score_crops_on_known_cases(judge) -> None:
         for key in ("target_similarity", "closer_to_target", "called_target"):
             assert same[f"identity/{name}/{key}"] == same[f"baseline/{name}/{key}"]
     assert same["sharpness/ratio"] == pytest.approx(same["sharpness/swaps"] / same["sharpness/target"])
-    crops = _to_uint8(a)
+    crops = to_uint8(a)
     real = judge.features(crops)
     blurred = judge.features(np.stack([cv2.GaussianBlur(x, (0, 0), 1.5) for x in crops]))
     assert score_features(real, real, real, real)["sharpness/ratio"] == pytest.approx(1.0)
