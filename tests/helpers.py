@@ -76,3 +76,44 @@ def write_face_folders(root: Path, count: int = 4, size: int = 32) -> tuple[Path
         for i in range(count):
             cv2.imwrite(str(root / name / f"{i}.png"), np.full((size, size, 3), 40 * i + 20, np.uint8))
     return root / "a", root / "b"
+
+
+def signal_when_ready(
+    command: list[str], sig: int, ready: str, env: dict[str, str] | None = None, preexec_fn=None
+) -> tuple[int, str]:
+    """Start ``command``, wait for a line containing ``ready`` (its guards are installed), let it
+    train 3 s, send ``sig``; returns (exit code, all its output)."""
+    import queue
+    import signal as _signal
+    import threading
+    import time
+
+    def pump(stream, sink: queue.Queue) -> None:
+        for line in stream:
+            sink.put(line)
+        sink.put(None)
+
+    env = env if env is not None else {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=preexec_fn,
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=pump, args=(proc.stdout, lines), daemon=True).start()
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any(ready in line for line in output):
+            line = lines.get(timeout=max(1.0, deadline - time.monotonic()))
+            assert line is not None, "".join(output)[-3000:]
+            output.append(line)
+        time.sleep(3)  # a few training steps
+        assert proc.poll() is None, "the run ended before the signal"
+        proc.send_signal(_signal.Signals(sig))
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    while (line := lines.get(timeout=10)) is not None:
+        output.append(line)
+    return code, "".join(output)

@@ -5,18 +5,16 @@ code, that the last good checkpoint loads, and that no partial file survives the
 from __future__ import annotations
 
 import os
-import queue
 import resource
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_script
+from helpers import ROOT, run_script, signal_when_ready
 
 from swapper.ops.checkpoint_io import loadable
 
@@ -99,12 +97,6 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_exits_non_z
     assert not list((out / "checkpoints").glob(".*.partial"))  # the failed temp file was removed
 
 
-def _lines(stream, sink: queue.Queue) -> None:
-    for line in stream:
-        sink.put(line)
-    sink.put(None)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_save_the_current_step_and_exit_128_plus_the_signal(tmp_path, sig):
@@ -117,29 +109,7 @@ def test_sigterm_and_sigint_save_the_current_step_and_exit_128_plus_the_signal(t
     def background() -> None:  # a shell's `cmd &` starts the job with SIGINT ignored
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=background,
-    )  # fmt: skip
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 120
-        while not any("PreemptionCheckpoint: on" in line for line in output):
-            line = lines.get(timeout=max(1.0, deadline - time.monotonic()))
-            assert line is not None, "".join(output)[-3000:]
-            output.append(line)
-        time.sleep(3)  # a few steps, no validation checkpoint yet (every 1000 steps)
-        assert proc.poll() is None, "the run ended before the signal"
-        proc.send_signal(sig)
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    while (line := lines.get(timeout=10)) is not None:
-        output.append(line)
-    text = "".join(output)
+    code, text = signal_when_ready(command, sig, "PreemptionCheckpoint: on", _env(), background)
     assert code == 128 + sig, text[-3000:]
     assert f"{sig.name} received, saved" in text and "ckpt_path=last" in text
     step = _step(out / "checkpoints" / "last.ckpt")

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from helpers import ROOT, compose_train
+from helpers import ROOT, compose_train, signal_when_ready
 from omegaconf import open_dict
 
 from swapper.callbacks.guards import PreemptionCheckpoint
@@ -106,12 +101,6 @@ def test_preemption_checkpoint_rejects_unknown_signals():
     assert PreemptionCheckpoint(signals=["sigusr2", 10]).signals == [signal.SIGUSR2, signal.SIGUSR1]
 
 
-def _lines(stream, sink: queue.Queue) -> None:
-    for line in stream:
-        sink.put(line)
-    sink.put(None)
-
-
 @pytest.mark.slow
 def test_simulated_preemption_saves_a_checkpoint_and_the_relaunch_continues_from_it(tmp_path):
     out = tmp_path / "preempted"
@@ -126,29 +115,8 @@ def test_simulated_preemption_saves_a_checkpoint_and_the_relaunch_continues_from
         "callbacks.preview.every_n_steps=1000",
         f"hydra.run.dir={out}",
     ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
-    output = []
-    try:
-        deadline = time.monotonic() + 120
-        while not any("PreemptionCheckpoint: on SIGUSR1" in line for line in output):
-            line = lines.get(timeout=max(1.0, deadline - time.monotonic()))
-            assert line is not None, "".join(output)[-3000:]
-            output.append(line)
-        time.sleep(3)  # let it train a few steps
-        assert proc.poll() is None, "the run ended before the signal"
-        proc.send_signal(signal.SIGUSR1)
-        assert proc.wait(timeout=120) == EXIT_PREEMPTED  # 75: stopped early, to be requeued
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    while (line := lines.get(timeout=10)) is not None:
-        output.append(line)
-    text = "".join(output)
+    code, text = signal_when_ready(command, signal.SIGUSR1, "PreemptionCheckpoint: on SIGUSR1")
+    assert code == EXIT_PREEMPTED, text[-3000:]  # 75: stopped early, to be requeued
     assert "SIGUSR1 received, saved" in text, text[-3000:]
     saved = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     step = saved["global_step"]

@@ -30,7 +30,7 @@ def judge():
 
 
 def test_score_crops_on_known_cases(judge) -> None:
-    from swapper.score import to_uint8, score_crops, score_features
+    from swapper.score import score_crops, score_features, to_uint8
 
     ds = SyntheticPairDataset(image_size=64, length=4, seed=1)
     a = torch.stack([ds[i]["a"] for i in range(4)])
