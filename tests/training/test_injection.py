@@ -367,6 +367,17 @@ def test_every_identity_network_option_builds_and_is_the_generators(option, tmp_
     torch.testing.assert_close(embedding.norm(dim=1), torch.ones(2))
 
 
+@pytest.mark.parametrize("option", ["synthetic", "sface"])  # random weights (no file here) / the real file
+def test_the_identity_network_is_one_object_whatever_its_weights(option, tmp_path) -> None:
+    cfg = compose_train(
+        ["experiment=simswap_lite", f"identity_network={option}", "module.attribute_network=null"], tmp_path
+    )
+    allow_random_weights(cfg)
+    module = instantiate(cfg.module)
+    assert module.losses["identity"].network is module.generator.identity_network
+    assert module.share_source_embedding
+
+
 def test_generator_group_is_selectable_on_the_command_line(tmp_path) -> None:
     cfg = compose_train(["experiment=simswap_lite", "generator=simswap_deep"], tmp_path)
     assert cfg.generator.encoder.deep and cfg.module.generator.network.encoder.deep
