@@ -348,4 +348,3 @@ def test_generator_configs_instantiate(
     else:
         model = instantiate(cfg.generator)  # the CPU preset runs a real forward at its size
         assert model(torch.rand(1, 3, size, size), torch.randn(1, latent)).shape == (1, 3, size, size)
-
