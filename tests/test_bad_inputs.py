@@ -14,14 +14,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import CONF, compose_train, run_script
+from helpers import CONF, FakeDetector, compose_train, run_script
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from infer import infer
 from swapper.extract import METADATA, extract
-from swapper.faces.alignment import get_template
-from swapper.faces.detection import Face
 from swapper.ops.checkpoint_io import loadable
 from swapper.ops.exits import ConfigError, MissingFile, StartError, check_train_config
 from swapper.train import run
@@ -308,18 +306,6 @@ def test_infer_bad_run_or_checkpoint_exits_2_naming_it(tiny_run, tmp_path, caplo
 # ---------------------------------------------------------------- extract
 
 
-class _FakeDetector:
-    """One face (ArcFace layout, half the image) on any image that is not dark."""
-
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        if image.mean() < 10:
-            return []
-        h, w = image.shape[:2]
-        side = min(h, w) / 2
-        lm = get_template("arcface").points5 * side + [w / 4, h / 4]
-        return [Face(np.array([w / 4, h / 4, w / 4 + side, h / 4 + side]), 0.99, lm)]
-
-
 def _clip(path: Path, frames: int = 6) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 96))
     for k in range(frames):
@@ -345,7 +331,7 @@ def test_extract_reports_bad_files_by_name_and_writes_no_crop(tmp_path, caplog, 
         bad, expected = _crop(src / "dark.png", size=96, value=0), "no face found in"
     before = _snapshot(src)
     with caplog.at_level(logging.INFO, logger="swapper.extract"):
-        report = extract([bad], tmp_path / "out", _FakeDetector(), size=32, progress=False)
+        report = extract([bad], tmp_path / "out", FakeDetector(), size=32, progress=False)
     assert not report.ok  # the entry point exits non-zero
     assert expected in caplog.text and bad.name in caplog.text
     assert not list((tmp_path / "out").glob("*.png")) and _snapshot(src) == before
@@ -355,7 +341,7 @@ def test_extract_an_empty_folder_is_an_error_naming_it(tmp_path, caplog):
     (tmp_path / "empty").mkdir()
     with caplog.at_level(logging.INFO, logger="swapper.extract"):
         try:
-            report = extract(tmp_path / "empty", tmp_path / "out", _FakeDetector(), progress=False)
+            report = extract(tmp_path / "empty", tmp_path / "out", FakeDetector(), progress=False)
         except (ValueError, FileNotFoundError) as err:
             assert "empty" in str(err)
         else:
@@ -368,6 +354,6 @@ def test_extract_takes_grayscale_rgba_and_16_bit_photos(tmp_path):
     cv2.imwrite(str(src / "gray.png"), np.full((96, 96), 120, np.uint8))
     cv2.imwrite(str(src / "rgba.png"), np.full((96, 96, 4), 120, np.uint8))
     cv2.imwrite(str(src / "deep.png"), np.full((96, 96, 3), 120 * 256, np.uint16))
-    report = extract(src, tmp_path / "out", _FakeDetector(), size=32, progress=False)
+    report = extract(src, tmp_path / "out", FakeDetector(), size=32, progress=False)
     assert report.faces == 3 and (tmp_path / "out" / METADATA).is_file()
     assert all(cv2.imread(str(p)).shape == (32, 32, 3) for p in (tmp_path / "out").glob("*.png"))

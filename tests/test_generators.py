@@ -201,3 +201,23 @@ def test_no_package_below_inference_models_data_faces_imports_training():
         assert "swapper.models" not in text, f"{path}: data imports a network"
     for path in (ROOT / "swapper" / "training").rglob("*.py"):
         assert "swapper.data" not in path.read_text(), f"{path}: augmentation comes in through config"
+
+
+def test_a_stopped_run_exports_no_generator_file(tmp_path):
+    """A guard stop (NaN) or non-finite weights never leave a generator file to swap with."""
+    from types import SimpleNamespace
+
+    from swapper.callbacks.export import ExportGenerator, why_not_export
+
+    module = make_checkpoint(None, tmp_path)
+    trainer = SimpleNamespace(
+        is_global_zero=True, callbacks=[SimpleNamespace(tripped="NaNGuard: NaN at step 3")]
+    )
+    ExportGenerator(str(tmp_path)).on_train_end(trainer, module)
+    assert not (tmp_path / "generator.safetensors").exists()
+    trainer.callbacks = []
+    with torch.no_grad():
+        next(module.generator.parameters()).fill_(float("nan"))
+    assert "non-finite" in why_not_export(trainer, module.generator.state_dict())
+    ExportGenerator(str(tmp_path)).on_train_end(trainer, module)
+    assert not (tmp_path / "generator.safetensors").exists() and module.training

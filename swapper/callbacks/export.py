@@ -14,6 +14,16 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def why_not_export(trainer: L.Trainer, state: dict[str, torch.Tensor]) -> str | None:
+    """Why weights must not be written (a guard stopped the run, a weight is not finite), or None:
+    a diverged run never replaces a good file."""
+    tripped = [cb.tripped for cb in trainer.callbacks if getattr(cb, "tripped", None)]
+    if tripped:
+        return str(tripped[0])
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    return f"non-finite weights in {broken[:5]}" if broken else None
+
+
 class ExportWeights(L.Callback):
     """At the end of ``fit``, save ``module.<attribute>.state_dict()`` to every path in ``paths``.
 
@@ -40,18 +50,12 @@ class ExportWeights(L.Callback):
         if trainer.fast_dev_run:  # a smoke test's weights must not replace a trained file
             log.info("ExportWeights: fast_dev_run, %s not exported", self.attribute)
             return
-        tripped = [cb.tripped for cb in trainer.callbacks if getattr(cb, "tripped", None)]
         state = {
             k: v.detach().cpu().clone() for k, v in getattr(pl_module, self.attribute).state_dict().items()
         }
-        broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if tripped or broken:
-            log.error(
-                "ExportWeights: %s not exported (%s); %s left as they were",
-                self.attribute,
-                tripped[0] if tripped else f"non-finite weights in {broken[:5]}",
-                ", ".join(map(str, self.paths)),
-            )
+        if (refusal := why_not_export(trainer, state)) is not None:
+            log.error("ExportWeights: %s not exported (%s); %s left as they were", self.attribute, refusal,
+                      ", ".join(map(str, self.paths)))  # fmt: skip
             return
         for path in self.paths:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,29 +78,20 @@ class ExportGenerator(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from swapper.inference.loading import generator_node, load_run_config, run_crop, save_generator_file
 
-        generator = getattr(pl_module, "swap_generator", None)
-        if not trainer.is_global_zero or generator is None:
+        if not trainer.is_global_zero or getattr(pl_module, "swap_generator", None) is None:
             return
         path = self.run_dir / self.filename
-        tripped = [cb.tripped for cb in trainer.callbacks if getattr(cb, "tripped", None)]
-        broken = [
-            k
-            for k, v in generator.state_dict().items()
-            if v.is_floating_point() and not torch.isfinite(v).all()
-        ]
-        if tripped or broken:
-            log.error(
-                "ExportGenerator: %s not written (%s)", path, tripped[0] if tripped else "non-finite weights"
-            )
-            return
         if not (self.run_dir / "config.yaml").is_file():  # a Trainer built by hand, not by train.py
             log.warning("ExportGenerator: %s has no config.yaml; %s not written", self.run_dir, path)
             return
-        run_cfg = load_run_config(self.run_dir)
         was_training = pl_module.training
         pl_module.eval()  # the evaluation generator: the EMA copy when one is kept
         try:
             generator = pl_module.swap_generator
+            if (refusal := why_not_export(trainer, generator.state_dict())) is not None:
+                log.error("ExportGenerator: %s not written (%s)", path, refusal)
+                return
+            run_cfg = load_run_config(self.run_dir)
             crop = run_crop(run_cfg, generator.default_template)
             save_generator_file(path, generator, generator_node(run_cfg, self.run_dir), crop)
         finally:

@@ -46,30 +46,28 @@ class SwapGenerator(nn.Module):
         raise NotImplementedError
 
 
-class PerPairGenerator(SwapGenerator):
-    """Deepfakes family: one shared encoder, one decoder per identity (``a`` and ``b``).
+class TwoIdentityGenerator(SwapGenerator):
+    """A per-pair generator: it draws any face as one of the two people it was trained on (``a``, ``b``).
 
-    ``decoder_X(encoder(faces))`` draws the faces as identity X. An RGBA decoder (4 output channels,
-    faceswap-GAN) also predicts where its face is: the result is ``mask · rgb + (1 − mask) · background``
-    (the input faces unless given), so only the masked region is re-drawn.
+    Subclasses say how in :meth:`draw` (the decoder's raw (B, 3 | 4, S, S) output); a fourth channel is
+    a predicted mask (faceswap-GAN's RGBA decoder) and the result is ``mask · rgb + (1 − mask) ·
+    background`` (the input faces unless given), so only the masked region is re-drawn.
     """
 
     default_template = "mean_face"
     needs_source = False
 
-    def __init__(self, encoder: nn.Module, decoder_a: nn.Module, decoder_b: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoders = nn.ModuleDict({"a": decoder_a, "b": decoder_b})
+    def draw(self, faces: Tensor, identity: str) -> Tensor:
+        raise NotImplementedError
 
-    def with_averaged(self, averaged: nn.Module) -> PerPairGenerator:
+    def with_averaged(self, averaged: nn.Module) -> TwoIdentityGenerator:
         return averaged
 
     def decode(
         self, faces: Tensor, identity: str, background: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:
         """(B, 3, S, S) faces drawn as ``identity`` ("a" | "b") → (image, mask or None)."""
-        rgb, mask = split_rgba(self.decoders[identity](self.encoder(faces)))
+        rgb, mask = split_rgba(self.draw(faces, identity))
         if mask is None:
             return rgb, None
         background = faces if background is None else background
@@ -95,6 +93,18 @@ class PerPairGenerator(SwapGenerator):
 
     def swap_to(self, faces: Tensor, identity: str) -> tuple[Tensor, Tensor | None]:
         return self.decode(faces, identity)
+
+
+class PerPairGenerator(TwoIdentityGenerator):
+    """Deepfakes family: one shared encoder, one decoder per identity: ``decoder_X(encoder(faces))``."""
+
+    def __init__(self, encoder: nn.Module, decoder_a: nn.Module, decoder_b: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict({"a": decoder_a, "b": decoder_b})
+
+    def draw(self, faces: Tensor, identity: str) -> Tensor:
+        return self.decoders[identity](self.encoder(faces))
 
 
 class IdentityInjectionGenerator(SwapGenerator):
@@ -162,4 +172,10 @@ def _latent_mismatch(dim: int, latent: int) -> str:
     )
 
 
-__all__ = ["DIRECTIONS", "IdentityInjectionGenerator", "PerPairGenerator", "SwapGenerator"]
+__all__ = [
+    "DIRECTIONS",
+    "IdentityInjectionGenerator",
+    "PerPairGenerator",
+    "SwapGenerator",
+    "TwoIdentityGenerator",
+]

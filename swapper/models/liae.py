@@ -21,8 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from swapper.models.blocks import DenseCode, DownStack, Upscale
-from swapper.models.decoders import split_rgba
-from swapper.models.generators import PerPairGenerator, SwapGenerator
+from swapper.models.generators import TwoIdentityGenerator
 
 
 class LIAEEncoder(nn.Module):
@@ -81,16 +80,12 @@ class LIAEInter(nn.Module):
         return self.upscale(self.dense(z))
 
 
-class LIAEGenerator(SwapGenerator):
+class LIAEGenerator(TwoIdentityGenerator):
     """DeepFaceLab's LIAE as a per-pair generator (see the module docstring for the layout).
 
-    Same interface as :class:`~swapper.models.generators.PerPairGenerator`: ``decode(faces, "a" | "b")``,
-    ``swap(faces, "a2b" | "b2a")``, ``target_identity(direction=...)``, ``swap_to``. An RGBA decoder
-    (4 output channels) also predicts a mask: the result is ``mask · rgb + (1 − mask) · background``.
+    The per-pair interface of :class:`~swapper.models.generators.TwoIdentityGenerator` (decode, swap,
+    target_identity, swap_to, RGBA compositing) over :meth:`draw`.
     """
-
-    default_template = PerPairGenerator.default_template
-    needs_source = False
 
     def __init__(
         self, encoder: nn.Module, inter_shared: nn.Module, inter_b: nn.Module, decoder: nn.Module
@@ -108,9 +103,6 @@ class LIAEGenerator(SwapGenerator):
                 f"(inter_b {code[1]} + inter_shared {code[0]}): set the decoder's in_channels to their sum"
             )
 
-    def with_averaged(self, averaged: nn.Module) -> LIAEGenerator:
-        return averaged
-
     def code(self, faces: Tensor, identity: str) -> Tensor:
         """(B, 3, S, S) faces → the decoder input that draws them as ``identity`` ("a" | "b")."""
         z = self.encoder(faces)  # (B, C, S/16, S/16)
@@ -121,21 +113,8 @@ class LIAEGenerator(SwapGenerator):
             return torch.cat([self.inter_b(z), shared], 1)
         raise ValueError(f"identity must be 'a' or 'b', got {identity!r}")
 
-    def decode(
-        self, faces: Tensor, identity: str, background: Tensor | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """(B, 3, S, S) faces drawn as ``identity`` ("a" | "b") → (image, mask or None)."""
-        rgb, mask = split_rgba(self.decoder(self.code(faces, identity)))
-        if mask is None:
-            return rgb, None
-        background = faces if background is None else background
-        return mask * rgb + (1 - mask) * background, mask
-
-    # The per-pair interface in terms of ``decode`` (PerPairGenerator's own methods: they read nothing else).
-    swap = PerPairGenerator.swap
-    forward = PerPairGenerator.forward
-    target_identity = PerPairGenerator.target_identity
-    swap_to = PerPairGenerator.swap_to
+    def draw(self, faces: Tensor, identity: str) -> Tensor:
+        return self.decoder(self.code(faces, identity))
 
 
 __all__ = ["LIAEEncoder", "LIAEGenerator", "LIAEInter"]

