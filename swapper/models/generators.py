@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from swapper.models.decoders import split_rgba
+from swapper.models.init import initialise_
 
 DIRECTIONS = ("a2b", "b2a")
 
@@ -96,12 +97,19 @@ class TwoIdentityGenerator(SwapGenerator):
 
 
 class PerPairGenerator(TwoIdentityGenerator):
-    """Deepfakes family: one shared encoder, one decoder per identity: ``decoder_X(encoder(faces))``."""
+    """Deepfakes family: one shared encoder, one decoder per identity: ``decoder_X(encoder(faces))``.
 
-    def __init__(self, encoder: nn.Module, decoder_a: nn.Module, decoder_b: nn.Module) -> None:
+    ``init`` re-initialises the weights (``swapper.models.init``: ``torch`` keeps PyTorch's defaults,
+    ``he_icnr`` is faceswap's He + ICNR).
+    """
+
+    def __init__(
+        self, encoder: nn.Module, decoder_a: nn.Module, decoder_b: nn.Module, init: str = "torch"
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoders = nn.ModuleDict({"a": decoder_a, "b": decoder_b})
+        initialise_(self, init)
 
     def draw(self, faces: Tensor, identity: str) -> Tensor:
         return self.decoders[identity](self.encoder(faces))

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from swapper.models.blocks import DenseCode, DownStack, Upscale
 from swapper.models.generators import TwoIdentityGenerator
+from swapper.models.init import initialise_
 
 
 class LIAEEncoder(nn.Module):
@@ -88,7 +89,12 @@ class LIAEGenerator(TwoIdentityGenerator):
     """
 
     def __init__(
-        self, encoder: nn.Module, inter_shared: nn.Module, inter_b: nn.Module, decoder: nn.Module
+        self,
+        encoder: nn.Module,
+        inter_shared: nn.Module,
+        inter_b: nn.Module,
+        decoder: nn.Module,
+        init: str = "torch",
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -102,6 +108,7 @@ class LIAEGenerator(TwoIdentityGenerator):
                 f"the decoder takes {first.in_channels} channels but the code has {sum(code)} "
                 f"(inter_b {code[1]} + inter_shared {code[0]}): set the decoder's in_channels to their sum"
             )
+        initialise_(self, init)  # swapper.models.init: torch | he_icnr
 
     def code(self, faces: Tensor, identity: str) -> Tensor:
         """(B, 3, S, S) faces → the decoder input that draws them as ``identity`` ("a" | "b")."""
