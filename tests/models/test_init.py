@@ -23,7 +23,9 @@ def test_icnr_upscale_starts_as_nearest_neighbour_upsampling():
     # PyTorch's default init does not have this property (the test can fail)
     torch.manual_seed(0)
     y_default = Upscale(8, 4)(x)
-    assert not torch.allclose(y_default, nn.functional.interpolate(y_default[..., 0::2, 0::2], scale_factor=2))
+    assert not torch.allclose(
+        y_default, nn.functional.interpolate(y_default[..., 0::2, 0::2], scale_factor=2)
+    )
 
 
 def test_icnr_needs_a_multiple_of_the_subpixel_count():
@@ -33,8 +35,10 @@ def test_icnr_needs_a_multiple_of_the_subpixel_count():
 
 def test_he_icnr_weight_scale_and_zero_biases():
     torch.manual_seed(0)
-    encoder = initialise_(DeepfakesEncoder(64, widths=(32, 64, 128, 256), bottleneck=256,
-                                           latent_channels=128, out_channels=64), "he_icnr")
+    encoder = initialise_(
+        DeepfakesEncoder(64, widths=(32, 64, 128, 256), bottleneck=256, latent_channels=128, out_channels=64),
+        "he_icnr",
+    )
     conv = encoder.convs[1][0]  # a plain stride-2 conv: He-uniform
     assert conv.weight.std().item() == pytest.approx(fan_in_std(conv), rel=0.05)
     assert torch.count_nonzero(conv.bias) == 0
