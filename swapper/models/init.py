@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from swapper.models.blocks import Upscale
+
 SCHEMES = ("torch", "he_icnr")
 LEAKY_SLOPE = 0.1  # the Deepfakes blocks' LeakyReLU
 
@@ -48,13 +50,9 @@ def initialise_(module: nn.Module, scheme: str = "torch") -> nn.Module:
     if scheme == "torch":
         return module
     shuffled: set[int] = set()
-    for sub in module.modules():
-        children = list(sub.children())
-        # a conv whose output goes (through an activation) into a PixelShuffle: ICNR
-        convs = [c for c in children if isinstance(c, nn.Conv2d)]
-        shuffles = [c for c in children if isinstance(c, nn.PixelShuffle)]
-        if convs and shuffles and isinstance(sub, nn.Sequential):
-            conv, shuffle = convs[-1], shuffles[0]
+    for block in module.modules():
+        if isinstance(block, Upscale):  # conv → LeakyReLU → PixelShuffle: ICNR on the conv
+            conv, shuffle = block[0], block[2]
             icnr_(conv.weight, shuffle.upscale_factor)
             if conv.bias is not None:
                 conv.bias.zero_()
