@@ -103,6 +103,7 @@ def infer(cfg: DictConfig) -> int:
                 detector, selector, aligner, swap, instantiate(cfg.mask), instantiate(cfg.blend),
                 instantiate(cfg.color), instantiate(cfg.smoothing) if cfg.get("smoothing") else None,
                 cfg.video.scene_cut, cfg.batch_frames,
+                instantiate(cfg.sharpen) if cfg.get("sharpen") else None,
             )  # fmt: skip
         except (FileNotFoundError, ValueError, ImportError) as err:
             log.error("%s", err)

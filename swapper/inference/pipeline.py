@@ -1,5 +1,5 @@
-"""The inference pipeline: detect → select → smooth (videos) → align → swap → mask → colour → blend
-(paste back) → write. Each stage is a small component given to :class:`FaceSwapPipeline`.
+"""The inference pipeline: detect → select → smooth (videos) → align → swap → mask → colour →
+sharpen (optional) → blend (paste back) → write. Each stage is a small component given to :class:`FaceSwapPipeline`.
 
 Frames are (H, W, 3) uint8 BGR; the model sees (S, S, 3) RGB crops in [0, 1].
 """
@@ -35,6 +35,7 @@ SwapStage = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 MaskStage = Callable[[np.ndarray, int, np.ndarray | None], np.ndarray]
 ColorStage = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 BlendStage = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+SharpenStage = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 STAGES = ("decode", "detect", "align", "swap", "blend", "encode")
 
@@ -76,7 +77,9 @@ class FaceSwapPipeline:
     ``smoother`` (videos only; None = per-frame detections as they are) follows faces over time;
     it is reset on a scene cut: a mean absolute change above ``scene_cut`` (share of the 0-255
     range) between 32×32 grey thumbnails of consecutive frames. ``batch_frames`` frames are
-    detected, then all their faces swapped in one batch. ``timings`` adds up seconds per stage.
+    detected, then all their faces swapped in one batch. ``sharpen`` (None = off) takes each
+    colour-matched face with its mask and matrix before the blend, and may return a larger crop
+    (see :mod:`swapper.inference.sharpen`). ``timings`` adds up seconds per stage.
     """
 
     def __init__(
@@ -91,12 +94,13 @@ class FaceSwapPipeline:
         smoother: FaceSmoother | None = None,
         scene_cut: float | None = 0.08,
         batch_frames: int = 8,
+        sharpen: SharpenStage | None = None,
     ) -> None:
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.detector, self.selector, self.aligner, self.swap = detector, selector, aligner, swap
         self.mask, self.blend, self.color, self.smoother = mask, blend, color, smoother
-        self.scene_cut, self.batch_frames = scene_cut, batch_frames
+        self.scene_cut, self.batch_frames, self.sharpen = scene_cut, batch_frames, sharpen
         self.timings: dict[str, float] = defaultdict(float)
         self._thumb: np.ndarray | None = None
 
@@ -156,6 +160,8 @@ class FaceSwapPipeline:
                 mask = self.mask(points, size, None if predicted is None else predicted[k])
                 face = self.color(swapped[k], crops[k], mask)
                 face_bgr = cv2.cvtColor(face.astype(np.float32), cv2.COLOR_RGB2BGR) * 255.0
+                if self.sharpen is not None:
+                    face_bgr, mask, matrix = self.sharpen(face_bgr, mask, matrix)
                 out[i] = self.blend(out[i], face_bgr, mask, matrix)
         return out, [len(f) for f in found]
 

@@ -11,7 +11,7 @@ import torch
 from synthetic_frames import KnownFaces, background, render_frame
 
 from swapper.data.synthetic import Attributes, FaceRenderer, Identity
-from swapper.faces.alignment import estimate, get_template, invert, warp
+from swapper.faces.alignment import estimate, get_template, invert, transform_points, warp
 from swapper.faces.detection import Face
 from swapper.inference.align import Aligner, synthetic_template
 from swapper.inference.blend import Feather, Overlay, Poisson
@@ -20,6 +20,7 @@ from swapper.inference.jobs import plan_jobs
 from swapper.inference.loading import CropSpec
 from swapper.inference.mask import BoxMask, LandmarkMask, PredictedMask
 from swapper.inference.pipeline import FaceSwapPipeline
+from swapper.inference.sharpen import UnsharpMask, frame_scale, upscaled
 from swapper.inference.smoothing import FaceSmoother, OneEuroFilter, landmark_motion, size_angle_jitter
 from swapper.inference.swap import GeneratorSwap, build_swap
 from swapper.models.generators import IdentityInjectionGenerator, PerPairGenerator, SwapGenerator
@@ -340,6 +341,71 @@ def test_predicted_mask_reaches_the_blend():
     crop = warp(frame, matrix, S).astype(np.float32)
     expected = Overlay()(frame, 255 - crop, np.full((S, S), 0.5, np.float32), matrix)
     assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+# ------------------------------------------------------------------------------------- sharpen
+
+
+def test_frame_scale_and_upscaled_matrix_are_exact():
+    angle = np.deg2rad(20.0)
+    matrix = 0.25 * np.array([[np.cos(angle), -np.sin(angle), 3.0], [np.sin(angle), np.cos(angle), -7.0]])
+    assert frame_scale(matrix) == pytest.approx(4.0)
+    face, mask = np.zeros((S, S, 3), np.float32), np.ones((S, S), np.float32)
+    big_face, big_mask, big = upscaled(face, mask, matrix, 3)
+    assert big_face.shape == (3 * S, 3 * S, 3) and big_mask.shape == (3 * S, 3 * S)
+    points = np.array([[10.0, 20.0], [150.0, -40.0], [0.0, 0.0]])
+    # a frame point lands on the big crop where OpenCV's resize puts its small-crop position
+    np.testing.assert_allclose(transform_points(points, big), 3 * transform_points(points, matrix) + 1.0)
+    assert UnsharpMask().factor(matrix) == 4 and UnsharpMask(max_factor=2).factor(matrix) == 2
+    assert UnsharpMask(upscale=False).factor(matrix) == 1
+    with pytest.raises(ValueError, match="singular"):
+        frame_scale(np.zeros((2, 3)))
+
+
+def test_upscaled_paste_matches_the_plain_paste_and_sharpening_adds_detail_only_inside_the_mask():
+    frame, face, matrix = _scene(2, face_size=110)  # the face is larger in the frame than the 48 px crop
+    points = Aligner("synthetic", size=S)(frame, face.landmarks5)[2]
+    mask = LandmarkMask("ellipse")(points, S)
+    swapped = 255 - warp(frame, matrix, S).astype(np.float32)
+    plain = Feather()(frame, swapped, mask, matrix)
+    assert UnsharpMask().factor(matrix) >= 2
+    same = Feather()(frame, *UnsharpMask(amount=0.0)(swapped, mask, matrix))
+    inside = _region(frame.shape, mask, matrix)
+    assert np.abs(same.astype(int) - plain)[inside].mean() < 2.0  # bicubic upscale ≈ bilinear warp
+    sharp = Feather()(frame, *UnsharpMask(amount=1.5)(swapped, mask, matrix))
+    np.testing.assert_array_equal(sharp[~inside], frame[~inside])
+
+    core = cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # off the mask's soft edge
+
+    def energy(image):
+        return cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_32F, ksize=1)[core].var()
+
+    assert energy(sharp) > 1.5 * energy(same)
+
+
+def test_unsharp_mask_leaves_flat_faces_and_small_differences_alone():
+    flat = np.full((S, S, 3), 100.0, np.float32)
+    mask, matrix = np.ones((S, S), np.float32), np.array([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    out, _, _ = UnsharpMask(amount=3.0)(flat, mask, matrix)
+    np.testing.assert_allclose(out, 100.0, atol=1e-3)
+    noisy = flat + np.random.default_rng(0).normal(0, 1.0, flat.shape).astype(np.float32)
+    kept, _, _ = UnsharpMask(amount=3.0, threshold=20.0, upscale=False)(noisy, mask, matrix)
+    np.testing.assert_array_equal(kept, noisy)  # every difference is below the threshold
+    for bad in ({"amount": -1}, {"radius": 0}, {"threshold": -1}, {"max_factor": 0}):
+        with pytest.raises(ValueError, match="need amount"):
+            UnsharpMask(**bad)
+
+
+def test_the_pipeline_sharpens_before_the_blend():
+    frame, face, _ = _scene(6, face_size=110)
+    stages = (
+        KnownFaces([[face], [face]]), lambda image, faces: list(faces), Aligner("synthetic", size=S),
+        build_swap(_PerPair()), LandmarkMask("ellipse"), Feather(), NoColorCorrection(),
+    )  # fmt: skip
+    plain, _ = FaceSwapPipeline(*stages).swap_frames([frame])
+    sharp, counts = FaceSwapPipeline(*stages, sharpen=UnsharpMask(amount=2.0)).swap_frames([frame])
+    assert counts == [1]
+    assert np.abs(sharp[0].astype(int) - plain[0]).max() > 10
 
 
 # ------------------------------------------------------------------------------------- jobs
