@@ -1,5 +1,6 @@
 """The inference pipeline: detect → select → smooth (videos) → align → swap → mask → colour →
-sharpen (optional) → blend (paste back) → write. Each stage is a small component given to :class:`FaceSwapPipeline`.
+sharpen (optional) → blend (paste back) → write. Each stage is a small component given to
+:class:`FaceSwapPipeline`.
 
 Frames are (H, W, 3) uint8 BGR; the model sees (S, S, 3) RGB crops in [0, 1].
 """
