@@ -248,9 +248,13 @@ def score(
     offset: int = 0,
     step: int = 1,
     device: str = "cpu",
+    model_sizes: Sequence[int] = (),
 ) -> dict[str, Any]:
     """The figures of the module doc. ``split="val"``: only swaps of the source's held-out frames;
-    ``max_reference``: real faces per person for the centroids (evenly spaced; None: all)."""
+    ``max_reference``: real faces per person for the centroids (evenly spaced; None: all);
+    ``model_sizes``: also ``sharpness/ceiling_<n>px``, the ratio the target's real faces reach
+    through n px (:func:`~swapper.metrics.real_faces.resolution_ceiling`): a model drawing at n px
+    cannot score more."""
     swaps, source, target = (Path(p).expanduser() for p in (swaps, source, target))
     geometry = crop_geometry(source) or crop_geometry(target)
     if geometry is None:
@@ -300,12 +304,16 @@ def score(
         return _read_crops(files, size)  # at the swaps' size: the same detail for both
 
     log.info("scoring %d swap(s) at %d px against %s and %s", len(swap_crops), size, source, target)
+    target_crops = reference(target)
     figures = score_features(
         judge.features(swap_crops),
         judge.features(reference(source)),
-        judge.features(reference(target)),
+        judge.features(target_crops),
         judge.features(_read_crops(input_files, size)) if paired else None,
     )
+    face = ellipse_mask(template.points5 * size, (size, size))
+    for n in model_sizes:
+        figures[f"sharpness/ceiling_{n}px"] = rf.resolution_ceiling(target_crops, int(n), face)
     return {"swaps": str(swaps), "source": str(source), "target": str(target), "split": split,
             "figures": figures}  # fmt: skip
 
@@ -323,6 +331,7 @@ def main(cfg: DictConfig) -> None:
             cfg.swaps, cfg.source, cfg.target, split=cfg.split, val_fraction=cfg.val_fraction, gap=cfg.gap,
             recognisers=list(OmegaConf.to_container(cfg.recognisers)), max_reference=cfg.max_reference,
             offset=cfg.video.offset, step=cfg.video.step, device=cfg.device,
+            model_sizes=list(cfg.model_sizes or []),
         )  # fmt: skip
     except (ImportError, FileNotFoundError, ValueError) as err:
         log.error("%s", err)

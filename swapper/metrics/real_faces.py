@@ -39,6 +39,7 @@ __all__ = [
     "laplacian_energy",
     "mouth_aspect_ratio",
     "pearson",
+    "resolution_ceiling",
     "sharpness_ratio",
 ]
 
@@ -228,6 +229,25 @@ def sharpness_ratio(swap_energy: np.ndarray, real_energy: np.ndarray) -> float:
     """Mean Laplacian energy of the swaps over that of real faces (1: as sharp; 0.5: half)."""
     real = float(np.mean(real_energy))
     return float(np.mean(swap_energy)) / real if real > 0 else float("nan")
+
+
+def resolution_ceiling(real: np.ndarray, size: int, mask: np.ndarray | None = None) -> float:
+    """The sharpness ratio that real faces ``real`` (N, S, S, 3) reach after passing through ``size``
+    px (area-averaged down, bicubic back up to S): what a model that drew the target perfectly at
+    ``size`` px would score, since it cannot draw detail finer than its own pixels."""
+    x = np.asarray(real)
+    if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[-1] != 3:
+        raise ValueError(f"need (N, S, S, 3) square crops, got {x.shape}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    s = x.shape[1]
+    if size >= s:
+        return 1.0
+    through = np.stack([
+        cv2.resize(cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA), (s, s), interpolation=cv2.INTER_CUBIC)
+        for c in x
+    ])  # fmt: skip
+    return sharpness_ratio(laplacian_energy(through, mask), laplacian_energy(x, mask))
 
 
 class SharpnessRatio(Metric):

@@ -141,3 +141,16 @@ def test_head_pose_of_turned_faces() -> None:
     assert head_pose(turned[None])[0][0] == pytest.approx(45.0, abs=0.5)
     rotated = ARCFACE_112 @ np.array([[0.0, 1.0], [-1.0, 0.0]])  # the image turned 90°: same pose
     np.testing.assert_allclose(np.concatenate(head_pose(rotated[None])), [0.0, 0.0], atol=0.01)
+
+
+def test_resolution_ceiling_is_one_at_full_size_and_falls_with_the_size() -> None:
+    rng = np.random.default_rng(3)
+    crops = (rng.random((3, 64, 64, 3)) * 255).astype(np.uint8)  # detail at every scale
+    assert rf.resolution_ceiling(crops, 64) == 1.0
+    ceilings = [rf.resolution_ceiling(crops, n) for n in (8, 16, 32)]
+    assert ceilings == sorted(ceilings) and ceilings[-1] < 0.5
+    smooth = np.repeat(np.repeat(crops[:, ::4, ::4], 4, 1), 4, 2)  # nothing finer than 4 px blocks...
+    flat = cv2.GaussianBlur(smooth[0], (0, 0), 4.0)[None]  # ...then blurred far below 16 px detail
+    assert rf.resolution_ceiling(flat, 16) == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(ValueError, match="square"):
+        rf.resolution_ceiling(crops[:, :, :32], 16)
