@@ -243,10 +243,8 @@ def resolution_ceiling(real: np.ndarray, size: int, mask: np.ndarray | None = No
     s = x.shape[1]
     if size >= s:
         return 1.0
-    through = np.stack([
-        cv2.resize(cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA), (s, s), interpolation=cv2.INTER_CUBIC)
-        for c in x
-    ])  # fmt: skip
+    small = [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in x]
+    through = np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_CUBIC) for c in small])
     return sharpness_ratio(laplacian_energy(through, mask), laplacian_energy(x, mask))
 
 
