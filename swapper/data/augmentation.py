@@ -85,8 +85,9 @@ class PairAugmentation(nn.Module):
         )
         self.warp = warp if warp is not None else nn.Identity()
 
-    def forward(self, x: Tensor, extra: Tensor | None = None):
-        """(B, 3, H, W) faces [+ (B, C, H, W) maps] → (input, target) [+ the maps, moved like the target]."""
+    def forward(self, x: Tensor, extra: Tensor | None = None, warp: bool = True):
+        """(B, 3, H, W) faces [+ (B, C, H, W) maps] → (input, target) [+ the maps, moved like the target].
+        ``warp=False``: the input is the target (the random warp is skipped, the rest kept)."""
         channels = x.shape[1]
         both = x if extra is None else torch.cat([x, extra], dim=1)
         if len(self.geometric):
@@ -96,6 +97,7 @@ class PairAugmentation(nn.Module):
             target = self.color(target)
         if len(self.geometric) or self.color is not None:
             target = target.clamp(0, 1)
+        inputs = self.warp(target) if warp else target
         if extra is None:
-            return self.warp(target), target
-        return self.warp(target), target, both[:, channels:]
+            return inputs, target
+        return inputs, target, both[:, channels:]

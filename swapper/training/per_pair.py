@@ -22,7 +22,8 @@ class PerPairModule(AdversarialModule):
     """Train ``decoder_X(encoder(augment(x))) ≈ x`` for both identities; swap = the other decoder.
 
     ``augmentation`` maps a batch of faces to (generator input, target), e.g. the random warp on the
-    input only (``conf/augmentation``). With discriminators, each step runs the shared GAN step of
+    input only (``conf/augmentation``); from step ``random_warp_until`` on (None: never) the input
+    is the unwarped target, DeepFaceLab's finishing phase for detail. With discriminators, each step runs the shared GAN step of
     :class:`AdversarialModule`. ``adversarial_on`` chooses what the discriminator of identity X sees
     as fake: X's own reconstructions (faceswap-GAN) or the other identity's faces translated into X
     (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a cycle-consistency term
@@ -44,7 +45,10 @@ class PerPairModule(AdversarialModule):
         gradient_clip_val: float | None = None,
         ema_decay: float | None = None,
         seed: int | None = None,
+        random_warp_until: int | None = None,
     ) -> None:
+        if random_warp_until is not None and random_warp_until < 0:
+            raise ValueError(f"random_warp_until must be a step >= 0 or null, got {random_warp_until}")
         if adversarial_on not in ("reconstruction", "swap"):
             raise ValueError(f"adversarial_on must be 'reconstruction' or 'swap', got {adversarial_on!r}")
         if (discriminator_a is None) != (discriminator_b is None):
@@ -55,6 +59,7 @@ class PerPairModule(AdversarialModule):
             gradient_clip_val, ema_decay, seed,
         )  # fmt: skip
         self.augmentation = augmentation
+        self.random_warp_until = random_warp_until
         self.adversarial_on = adversarial_on
         self.cycle = cycle
         self.val_rec_l1 = MeanAbsoluteError()
@@ -83,6 +88,12 @@ class PerPairModule(AdversarialModule):
     def _steps(self, batch: Mapping[str, Tensor]) -> dict[str, dict[str, object]]:
         """Forward both identities and collect the named tensors that the loss terms read."""
         steps: dict[str, dict[str, object]] = {}
+        # DeepFaceLab's finishing phase: from `random_warp_until` on, the input is the (jittered) target
+        options = (
+            {"warp": False}
+            if self.random_warp_until is not None and self.global_step >= self.random_warp_until
+            else {}
+        )
         for side in SIDES:
             # region weights and the landmark face mask (real data with masks) follow the target's geometry
             keys = [key for key in ("weights", "mask") if f"{side}_{key}" in batch]
@@ -90,10 +101,10 @@ class PerPairModule(AdversarialModule):
             with torch.no_grad():
                 if keys:
                     maps = torch.cat([batch[f"{side}_{key}"] for key in keys], dim=1)
-                    warped, target, maps = self.augmentation(batch[side], maps)
+                    warped, target, maps = self.augmentation(batch[side], maps, **options)
                     moved = dict(zip(keys, maps.split(1, dim=1), strict=True))
                 else:
-                    warped, target = self.augmentation(batch[side])
+                    warped, target = self.augmentation(batch[side], **options)
             fake, mask = self.generator.decode(warped, side)
             if fake.shape != target.shape:
                 raise ValueError(

@@ -19,7 +19,7 @@ from helpers import (
 from test_configs import allow_random_weights
 from torch.utils.data import DataLoader
 
-from swapper.data.augmentation import PairAugmentation
+from swapper.data.augmentation import PairAugmentation, RandomWarp
 from swapper.data.datasets import SyntheticPairDataset
 from swapper.losses.reconstruction import L1Loss
 from swapper.models.decoders import DeepfakesDecoder
@@ -231,6 +231,32 @@ def test_multirun_over_two_values(tmp_path):
     )
     assert lrs == [1e-4, 1e-3]
     assert all((sweep / str(i) / "checkpoints" / "last.ckpt").is_file() for i in (0, 1))
+
+
+@pytest.mark.parametrize("step", [2, 3])
+def test_random_warp_stops_at_its_step(step, monkeypatch):
+    module = PerPairModule(
+        generator=PerPairGenerator(
+            encoder=DeepfakesEncoder(
+                image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
+            ),
+            decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+            decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+        ),
+        losses={"l1": L1Loss()},
+        optimizer=lambda params: torch.optim.Adam(params),
+        augmentation=PairAugmentation(warp=RandomWarp(scale=0.05)),
+        random_warp_until=3,
+    )
+    monkeypatch.setattr(PerPairModule, "global_step", property(lambda self: step))
+    seen = []
+    module.generator.encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    batch = next(iter(DataLoader(SyntheticPairDataset(image_size=32, length=2), batch_size=2)))
+    steps = module._steps(batch)
+    for inputs, side in zip(seen, ("a", "b"), strict=True):
+        assert torch.equal(inputs, steps[side]["real"]) == (step >= 3)  # warped before the step, not after
+    with pytest.raises(ValueError, match="random_warp_until"):
+        PerPairModule(module.generator, {}, lambda p: None, PairAugmentation(), random_warp_until=-1)
 
 
 def tiny_gan(lr_g: float, lr_d: float) -> PerPairModule:
