@@ -22,12 +22,12 @@ class PerPairModule(AdversarialModule):
     """Train ``decoder_X(encoder(augment(x))) ≈ x`` for both identities; swap = the other decoder.
 
     ``augmentation`` maps a batch of faces to (generator input, target), e.g. the random warp on the
-    input only (``conf/augmentation``); from step ``random_warp_until`` on (None: never) the input
-    is the unwarped target, DeepFaceLab's finishing phase for detail. With discriminators, each
-    step runs the shared GAN step of :class:`AdversarialModule`. ``adversarial_on`` chooses what the discriminator of identity X sees
-    as fake: X's own reconstructions (faceswap-GAN) or the other identity's faces translated into X
-    (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a cycle-consistency term
-    reads as ``cycled``.
+    input only (``conf/augmentation``); from step ``random_warp_until`` on (None: never) the input is
+    the unwarped target, DeepFaceLab's finishing phase for detail. With discriminators, each step runs
+    the shared GAN step of :class:`AdversarialModule`. ``adversarial_on`` chooses what the discriminator
+    of identity X sees as fake: X's own reconstructions (faceswap-GAN) or the other identity's faces
+    translated into X (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a
+    cycle-consistency term reads as ``cycled``.
     """
 
     def __init__(
