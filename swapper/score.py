@@ -253,8 +253,8 @@ def score(
     """The figures of the module doc. ``split="val"``: only swaps of the source's held-out frames;
     ``max_reference``: real faces per person for the centroids (evenly spaced; None: all);
     ``model_sizes``: also ``sharpness/ceiling_<n>px``, the ratio the target's real faces reach
-    through n px (:func:`~swapper.metrics.real_faces.resolution_ceiling`): a model drawing at n px
-    cannot score more."""
+    through n px (:func:`~swapper.metrics.real_faces.resolution_ceiling`): the detail a model drawing
+    at n px can hold."""
     swaps, source, target = (Path(p).expanduser() for p in (swaps, source, target))
     geometry = crop_geometry(source) or crop_geometry(target)
     if geometry is None:

@@ -233,8 +233,9 @@ def sharpness_ratio(swap_energy: np.ndarray, real_energy: np.ndarray) -> float:
 
 def resolution_ceiling(real: np.ndarray, size: int, mask: np.ndarray | None = None) -> float:
     """The sharpness ratio that real faces ``real`` (N, S, S, 3) reach after passing through ``size``
-    px (area-averaged down, bicubic back up to S): what a model that drew the target perfectly at
-    ``size`` px would score, since it cannot draw detail finer than its own pixels."""
+    px (area-averaged down, bicubic back up to S): what the target's own faces score when drawn
+    perfectly at ``size`` px. A model cannot draw detail finer than its pixels; a swap scoring above
+    this gets its Laplacian energy from resampling edges, sharpening or compression, not face detail."""
     x = np.asarray(real)
     if x.ndim != 4 or x.shape[1] != x.shape[2] or x.shape[-1] != 3:
         raise ValueError(f"need (N, S, S, 3) square crops, got {x.shape}")
