@@ -7,7 +7,10 @@ drawn from the landmarks extraction stored in ``faces.jsonl``: ``a_mask`` / ``b_
 the face (68-point hull, or an ellipse from 5 points) in [0, 1], and ``a_weights`` / ``b_weights``
 (1, H, W), the per-pixel loss weights (``background_weight`` outside the face, 1 inside,
 × ``eyes_weight`` / ``mouth_weight`` in the eyes and mouth; see ``swapper.faces.masks.region_weights``).
-A crop without landmarks gets a mask and weights of ones.
+A crop without landmarks gets a mask and weights of ones. With ``with_expression`` they add
+``a_expression`` / ``b_expression`` (6,): the crop's expression measures from its 68 landmarks
+(``swapper.metrics.real_faces.expression_features``) standardised over that person's crops in the split,
+so 0 is the person's usual face and ±1 a typical change; NaN where a crop has no 68 landmarks.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from swapper.data.synthetic import Attributes, FaceRenderer, Identity, shared_re
 from swapper.faces.alignment import transform_points
 from swapper.faces.images import list_images, read_image
 from swapper.faces.masks import face_mask, region_weights
+from swapper.metrics.real_faces import EXPRESSION_FEATURES, expression_features
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +190,7 @@ class FaceFolder(Dataset):
         mouth_weight: float = 2.0,
         background_weight: float = 0.1,
         cache: bool = False,
+        with_expression: bool = False,
     ) -> None:
         self.folder = Path(folder).expanduser()
         self.files = list_images(self.folder)
@@ -195,9 +200,12 @@ class FaceFolder(Dataset):
         self.with_masks = with_masks
         self.weights = {"eyes_weight": eyes_weight, "mouth_weight": mouth_weight,
                         "background_weight": background_weight}  # fmt: skip
-        self.info = read_crop_info(self.folder) if (split is not None or with_masks) else {}
+        self.with_expression = with_expression
+        needs_info = split is not None or with_masks or with_expression
+        self.info = read_crop_info(self.folder) if needs_info else {}
         if split is not None:
             self.files = self._split(split, val_fraction, gap)
+        self.expression_stats = self._expression_stats() if with_expression else None
         self._no_landmarks_logged = False
         # decoded items kept in memory (a few thousand 64-128 px crops are tens of MB): every epoch after the
         # first reads no file and draws no mask (each data-loader worker keeps its own copy)
@@ -279,8 +287,34 @@ class FaceFolder(Dataset):
         weights = region_weights(lm, (s, s), mask, **self.weights)
         return torch.from_numpy(mask)[None], torch.from_numpy(weights)[None]
 
+    def _expression_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of the expression measures over this folder's crops (its split)."""
+        with_68 = [self.info[p.name].landmarks for p in self.files
+                   if p.name in self.info and self.info[p.name].landmarks is not None
+                   and len(self.info[p.name].landmarks) == 68]  # fmt: skip
+        if len(with_68) < 2:
+            raise ValueError(
+                f"face folder {self.folder}: with_expression needs 68-point landmarks in faces.jsonl for the "
+                f"crops, found {len(with_68)} of {len(self.files)}: extract with a 68-point detector "
+                "(detector=yunet_68, dlib_hog or dlib_cnn)"
+            )
+        features = expression_features(np.stack(with_68))
+        if len(with_68) < len(self.files):
+            log.warning("%s: %d of %d crop(s) have no 68 landmarks: their expression is NaN (not trained on)",
+                        self.folder, len(self.files) - len(with_68), len(self.files))  # fmt: skip
+        return features.mean(0), features.std(0).clip(min=1e-6)
+
+    def expression(self, path: Path) -> Tensor:
+        """(6,) standardised expression measures of a crop (NaN without 68 landmarks)."""
+        info = self.info.get(path.name)
+        if info is None or info.landmarks is None or len(info.landmarks) != 68:
+            return torch.full((len(EXPRESSION_FEATURES),), float("nan"))
+        mean, std = self.expression_stats
+        return torch.from_numpy((expression_features(info.landmarks[None])[0] - mean) / std).float()
+
     def item(self, index: int) -> dict[str, Tensor]:
-        """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``."""
+        """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``, ``"expression"`` with
+        ``with_expression``."""
         if self._cache is not None:
             if index not in self._cache:
                 self._cache[index] = self._item(index)
@@ -289,10 +323,12 @@ class FaceFolder(Dataset):
 
     def _item(self, index: int) -> dict[str, Tensor]:
         path, image = self._read(index)
-        if not self.with_masks:
-            return {"image": image}
-        mask, weights = self.maps(path)
-        return {"image": image, "mask": mask, "weights": weights}
+        item = {"image": image}
+        if self.with_masks:
+            item["mask"], item["weights"] = self.maps(path)
+        if self.with_expression:
+            item["expression"] = self.expression(path)
+        return item
 
 
 class PairFolderDataset(Dataset):
@@ -321,10 +357,12 @@ class PairFolderDataset(Dataset):
         mouth_weight: float = 2.0,
         background_weight: float = 0.1,
         cache: bool = False,
+        with_expression: bool = False,
     ) -> None:
         options: dict[str, Any] = dict(
             split=split, val_fraction=val_fraction, gap=gap, with_masks=with_masks, eyes_weight=eyes_weight,
             mouth_weight=mouth_weight, background_weight=background_weight, cache=cache,
+            with_expression=with_expression,
         )  # fmt: skip
         self.a = FaceFolder(folder_a, image_size, skip_corrupt, **options)
         self.b = FaceFolder(folder_b, image_size, skip_corrupt, **options)
@@ -332,6 +370,7 @@ class PairFolderDataset(Dataset):
         self.seed = seed
         self.split = split
         self.with_masks = with_masks
+        self.with_expression = with_expression
         self.order = spread_order(self.length) if split == "val" else None
 
     def __len__(self) -> int:
@@ -348,11 +387,11 @@ class PairFolderDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         i, j = self.indices(index)
-        if not self.with_masks:
+        if not (self.with_masks or self.with_expression):
             return {"a": self.a[i], "b": self.b[j]}
         item = {}
         for side, folder, k in (("a", self.a, i), ("b", self.b, j)):
-            got = folder.item(k)
-            item[side] = got["image"]
-            item[f"{side}_mask"], item[f"{side}_weights"] = got["mask"], got["weights"]
+            got = dict(folder.item(k))  # a copy: the folder may cache its items
+            item[side] = got.pop("image")
+            item.update({f"{side}_{key}": value for key, value in got.items()})
         return item

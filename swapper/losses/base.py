@@ -29,6 +29,9 @@ from torch import Tensor, nn
 #                   face hull, × the eyes/mouth priority there, a small background weight outside; absent
 #                   when the data has no landmarks (weighted terms then take plain means)
 #   face_mask       the landmark face hull of `real`, (B, 1, H, W) in [0, 1] (target of a learned `mask`)
+#   translated      per-pair: the other identity's faces drawn as this one (the swap), (B, 3, H, W)
+#   expression      per-pair real data: (B, 6) expression measures of `real`, standardised per person
+#   translated_expression   the expression measures of the faces `translated` was made from
 STEP_KEYS = (
     "fake",
     "real",
@@ -45,6 +48,9 @@ STEP_KEYS = (
     "step",
     "weights",
     "face_mask",
+    "translated",
+    "expression",
+    "translated_expression",
 )
 
 
@@ -62,6 +68,10 @@ class LossTerm(nn.Module):
 
     def discriminator_loss(self, **step) -> Tensor | None:
         return None
+
+    def reads_translation(self, step: int) -> bool:
+        """Whether this term reads ``translated`` at ``step`` (the per-pair module then makes the swaps)."""
+        return False
 
     def forward(self, **step) -> Tensor | None:  # the generator side is the usual meaning of "the loss"
         return self.generator_loss(**step)

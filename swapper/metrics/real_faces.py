@@ -31,7 +31,9 @@ __all__ = [
     "IdentityTransfer",
     "PearsonCorrelation",
     "SharpnessRatio",
+    "EXPRESSION_FEATURES",
     "centroid",
+    "expression_features",
     "eye_aspect_ratio",
     "identity_transfer",
     "inter_ocular",
@@ -169,6 +171,46 @@ def mouth_aspect_ratio(landmarks68: np.ndarray) -> np.ndarray:
     lm = _check68(landmarks68)
     vertical = _dist(lm, 61, 67) + _dist(lm, 62, 66) + _dist(lm, 63, 65)
     return vertical / (3 * _dist(lm, 60, 64))
+
+
+EXPRESSION_FEATURES = ("eyes", "mouth", "mouth_width", "smile", "brows", "jaw")
+
+
+def expression_features(landmarks68: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) → (N, 6) expression measures in ``EXPRESSION_FEATURES`` order, each unchanged by
+    rotation, scale, translation and a horizontal flip (both sides enter alike):
+
+    - ``eyes``, ``mouth``: :func:`eye_aspect_ratio`, :func:`mouth_aspect_ratio`;
+    - ``mouth_width``: corner to corner (48-54) over the inter-ocular distance d;
+    - ``smile``: how far the mouth corners sit above the lips' centre (51, 57, 62, 66), over d;
+    - ``brows``: height of the brow centres (17-21, 22-26) above their eye centres, over d;
+    - ``jaw``: chin (8) below the nose tip (33), over d (the jaw drops as the mouth opens).
+
+    Heights are measured along the face's own vertical (perpendicular to the line between the eyes).
+    """
+    lm = _check68(landmarks68)
+    left, right = _eye_centres(lm)
+    d = np.linalg.norm(right - left, axis=-1)
+    across = (right - left) / d[:, None]
+    down = np.stack([-across[:, 1], across[:, 0]], axis=-1)  # image y grows downwards
+
+    def height(points: np.ndarray) -> np.ndarray:  # (N, 2) → (N,) along the face's vertical
+        return (points * down).sum(-1)
+
+    lips = lm[:, [51, 57, 62, 66]].mean(1)
+    corners = lm[:, [48, 54]].mean(1)
+    brows = (height(left) - height(lm[:, 17:22].mean(1)) + height(right) - height(lm[:, 22:27].mean(1))) / 2
+    return np.stack(
+        [
+            eye_aspect_ratio(lm),
+            mouth_aspect_ratio(lm),
+            _dist(lm, 48, 54) / d,
+            (height(lips) - height(corners)) / d,
+            brows / d,
+            (height(lm[:, 8]) - height(lm[:, 33])) / d,
+        ],
+        axis=-1,
+    )
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -230,7 +230,10 @@ class AdversarialModule(L.LightningModule):
             self.log(f"train/{phase}/{name}", value, batch_size=batch_size)
 
     def configure_optimizers(self):
-        optimizers = [self.optimizer_factory(self.generator.parameters())]
+        # a loss term may train a network of its own with the generator (e.g. the expression estimator);
+        # frozen networks (VGGFace, ArcFace) have requires_grad off and stay out
+        trained_by_losses = [p for p in self.losses.parameters() if p.requires_grad]
+        optimizers = [self.optimizer_factory([*self.generator.parameters(), *trained_by_losses])]
         if self.discriminators is not None:
             optimizers.append(self.discriminator_optimizer_factory(self.discriminators.parameters()))
         return with_schedulers(optimizers, self.scheduler_factory)

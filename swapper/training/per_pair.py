@@ -27,7 +27,9 @@ class PerPairModule(AdversarialModule):
     the shared GAN step of :class:`AdversarialModule`. ``adversarial_on`` chooses what the discriminator
     of identity X sees as fake: X's own reconstructions (faceswap-GAN) or the other identity's faces
     translated into X (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a
-    cycle-consistency term reads as ``cycled``.
+    cycle-consistency term reads as ``cycled``. At a step where a term's ``reads_translation`` is true
+    (e.g. the expression loss) the swaps are made as ``translated`` too, with the source faces'
+    ``expression`` measures as ``translated_expression``.
     """
 
     def __init__(
@@ -119,13 +121,19 @@ class PerPairModule(AdversarialModule):
                 "mask": mask,
                 "weights": moved.get("weights"),
                 "face_mask": moved.get("mask"),
+                "expression": batch.get(f"{side}_expression"),
                 "step": self.global_step,
             }
-        if self.cycle or (self.discriminators is not None and self.adversarial_on == "swap"):
+        if (
+            self.cycle
+            or (self.discriminators is not None and self.adversarial_on == "swap")
+            or any(term.reads_translation(self.global_step) for term in self.losses.values())
+        ):
             for side in SIDES:
                 other = OTHER[side]
                 translated = self.generator.decode(steps[side]["real"], other)[0]  # side → other
                 steps[other]["translated"] = translated  # a face of `other` made from `side`
+                steps[other]["translated_expression"] = steps[side]["expression"]  # what it should show
                 if self.cycle:
                     steps[side]["cycled"] = self.generator.decode(translated, side)[0]
         return steps

@@ -142,3 +142,33 @@ def test_masks_and_region_weights_follow_the_stored_landmarks(tmp_path: Path) ->
     assert w[32, 32] == pytest.approx(1.0)  # the nose: face, neither eyes nor mouth
     assert torch.equal(item["b_mask"], torch.ones(1, 64, 64))  # no landmarks stored: ones
     assert torch.equal(item["b_weights"], torch.ones(1, 64, 64))
+
+
+def test_expression_measures_are_standardised_per_person(tmp_path: Path) -> None:
+    from swapper.metrics.real_faces import expression_features
+    from tests.metrics.test_real_faces import face68
+
+    make_folder(tmp_path / "a", {"a": list(range(10))})
+    make_folder(tmp_path / "b", {"b": list(range(10))})
+    mouths = {"a": np.linspace(0.0, 0.9, 10), "b": np.linspace(0.5, 0.6, 10)}  # b barely opens her mouth
+    for side in ("a", "b"):
+        records = [json.loads(line) for line in (tmp_path / side / "faces.jsonl").read_text().splitlines()]
+        for record in records[:-1]:  # the last crop keeps no 68 points
+            record["faces"][0]["landmarks68"] = (face68(1.0, mouths[side][record["frame"]]) * 9 + 20).tolist()
+        (tmp_path / side / "faces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ds = PairFolderDataset(tmp_path / "a", tmp_path / "b", 64, with_expression=True)
+    items = [ds.a.item(i)["expression"] for i in range(10)]
+    assert items[0].shape == (6,)
+    assert torch.isnan(items[-1]).all()  # no 68 landmarks: NaN, left out by the loss
+    a = torch.stack(items[:-1]).numpy()
+    np.testing.assert_allclose(a[:, 1].mean(), 0.0, atol=1e-6)  # the mouth measure: z-scores over A
+    np.testing.assert_allclose(a[:, 1].std(), 1.0, atol=1e-6)
+    raw = expression_features(np.stack([face68(1.0, m) for m in mouths["a"][:-1]]))[:, 1]
+    np.testing.assert_allclose(a[:, 1], (raw - raw.mean()) / raw.std(), atol=1e-5)
+    # each person against herself: B's small mouth changes span the same standard range as A's large ones
+    b = torch.stack([ds.b.item(i)["expression"] for i in range(9)]).numpy()
+    np.testing.assert_allclose(b[:, 1], a[:, 1], atol=1e-4)
+    assert set(ds[0]) == {"a", "b", "a_expression", "b_expression"}
+    make_folder(tmp_path / "c", {"c": list(range(4))}, landmarks=True)  # 5 points only
+    with pytest.raises(ValueError, match="68-point landmarks"):
+        FaceFolder(tmp_path / "c", 64, with_expression=True)

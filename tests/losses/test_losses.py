@@ -370,6 +370,9 @@ def _step() -> dict:
         "step": 0,
         "weights": torch.rand(2, 1, 32, 32) * 3,
         "face_mask": (torch.rand(2, 1, 32, 32) > 0.5).float(),
+        "translated": torch.rand(2, 3, 32, 32, requires_grad=True),
+        "expression": torch.randn(2, 6),
+        "translated_expression": torch.randn(2, 6),
     }
     assert set(step) == set(STEP_KEYS)
     return step
@@ -384,14 +387,13 @@ def test_loss_config_instantiates_and_runs(path):
     kwargs = {}
     if "network" in node and node.network is None:  # the module gives it one (identity: the generator's)
         kwargs["network"] = ScaledFeatures()
-    elif "network" in node:  # a frozen pretrained net: check its node, then swap in a stub
+    elif "network" in node:  # check its node; a frozen pretrained net is swapped for a stub
         net_cls = get_class(node.network._target_)
-        params = inspect.signature(net_cls).parameters
-        assert set(node.network) - {"_target_"} <= set(params)
-        weights = node.network.get("weights")
-        assert weights is None or weights.startswith("/pretrained/")
-        node.network = None
-        kwargs["network"] = ScaledFeatures()
+        assert set(node.network) - {"_target_"} <= set(inspect.signature(net_cls).parameters)
+        if _pretrained(node.network):
+            assert node.network.get("weights") is None or node.network.weights.startswith("/pretrained/")
+            node.network = None
+            kwargs["network"] = ScaledFeatures()
     term = instantiate(node, **kwargs)
     assert term.weight == node.weight
     step = _step()
@@ -400,17 +402,25 @@ def test_loss_config_instantiates_and_runs(path):
     assert values and all(v.dim() == 0 and torch.isfinite(v) for v in values)
 
 
+def _pretrained(network_node) -> bool:
+    """A frozen public network (it loads ``weights``), as opposed to one the run trains."""
+    return "weights" in inspect.signature(get_class(network_node._target_)).parameters
+
+
 def _term_from_config(path: Path):
     node = OmegaConf.load(path)[path.stem]
     kwargs = {}
-    if "network" in node:
+    if "network" in node and (node.network is None or _pretrained(node.network)):
         node.network = None
         kwargs["network"] = ScaledFeatures()
+    if "start_step" in node:  # a term that waits: on from the first step here
+        node.start_step = 0
     return instantiate(node, **kwargs)
 
 
-GENERATOR_INPUTS = ("fake", "mask", "cycled")  # what the generator produced: gradients may reach these
-FIXED_INPUTS = ("real", "input", "source", "weights", "face_mask")  # data: never send gradients here
+# what the generator produced: gradients may reach these; the data: never send gradients there
+GENERATOR_INPUTS = ("fake", "mask", "cycled", "translated")
+FIXED_INPUTS = ("real", "input", "source", "weights", "face_mask", "expression", "translated_expression")
 
 
 @pytest.mark.parametrize("path", LOSS_CONFS, ids=lambda p: p.stem)

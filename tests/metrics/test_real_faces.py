@@ -154,3 +154,35 @@ def test_resolution_ceiling_is_one_at_full_size_and_falls_with_the_size() -> Non
     assert rf.resolution_ceiling(flat, 16) == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match="square"):
         rf.resolution_ceiling(crops[:, :, :32], 16)
+
+
+MIRROR68 = (
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + list(range(27, 31)) + list(range(35, 30, -1))
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + list(range(54, 47, -1)) + list(range(59, 54, -1)) + list(range(64, 59, -1)) + [67, 66, 65]
+)  # fmt: skip  # the index of each point's mirror image across the face's vertical axis
+
+
+def test_expression_features_known_values_and_invariances() -> None:
+    lm = face68(open_eyes=1.0, open_mouth=0.6)  # eyes at y 4, d = 4; outer lips y 8, x 3.5..6.5
+    lm[17:22] = [3, 2]  # brow centres 2 above their eyes
+    lm[22:27] = [7, 2]
+    lm[48], lm[54] = [3.5, 7.6], [6.5, 7.6]  # mouth corners 0.4 above the lips' centre (y 8)
+    lm[51], lm[57] = [5, 8], [5, 8]
+    lm[62], lm[66] = [5, 8 - 0.3], [5, 8 + 0.3]
+    lm[8], lm[33] = [5, 11], [5, 6]  # chin 5 below the nose tip
+    features = rf.expression_features(lm[None])[0]
+    assert rf.EXPRESSION_FEATURES == ("eyes", "mouth", "mouth_width", "smile", "brows", "jaw")
+    np.testing.assert_allclose(features, [0.3, 0.3, 3 / 4, 0.4 / 4, 2 / 4, 5 / 4], atol=1e-12)
+    # rotated, scaled and moved: unchanged
+    angle = np.deg2rad(25)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = 2.5 * lm @ rotation.T + [40, -7]
+    np.testing.assert_allclose(rf.expression_features(moved[None])[0], features, atol=1e-12)
+    # mirrored (as the augmentation's flip does): the mirrored face's points are the same measures
+    assert sorted(MIRROR68) == list(range(68))
+    mirrored = (lm * [-1, 1])[MIRROR68]
+    np.testing.assert_allclose(rf.expression_features(mirrored[None])[0], features, atol=1e-12)
+    # a wider open mouth raises only its own measure among the eyes and mouth ones
+    wider = face68(open_eyes=1.0, open_mouth=1.0)
+    assert rf.expression_features(wider[None])[0, 1] > rf.expression_features(face68(1.0, 0.6)[None])[0, 1]

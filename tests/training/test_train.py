@@ -379,3 +379,37 @@ def test_gradient_clipping_bounds_the_update():
     after = torch.cat([p.detach().flatten() for p in module.parameters()])
     step_norm = (after - before).norm().item()
     assert 0 < step_norm <= 1e-3 * 1.001  # SGD with lr 1: the update is the clipped gradient
+
+
+@pytest.mark.parametrize("step", [2, 3])
+def test_expression_loss_gets_the_swaps_from_its_step_and_trains_its_estimator(step, monkeypatch):
+    from swapper.losses.expression import ExpressionLoss
+    from swapper.models.expression import ExpressionEstimator
+
+    term = ExpressionLoss(ExpressionEstimator(width=4), start_step=3)
+    module = PerPairModule(
+        generator=PerPairGenerator(
+            encoder=DeepfakesEncoder(
+                image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
+            ),
+            decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+            decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+        ),
+        losses={"l1": L1Loss(), "expression": term},
+        optimizer=lambda params: torch.optim.Adam(params),
+        augmentation=PairAugmentation(),
+    )
+    monkeypatch.setattr(PerPairModule, "global_step", property(lambda self: step))
+    batch = next(iter(DataLoader(SyntheticPairDataset(image_size=32, length=2), batch_size=2)))
+    batch["a_expression"], batch["b_expression"] = torch.randn(2, 6), torch.randn(2, 6)
+    steps = module._steps(batch)
+    assert torch.equal(steps["a"]["expression"], batch["a_expression"])
+    assert ("translated" in steps["a"]) == (step >= 3)  # the extra decoder passes only when they are read
+    if step >= 3:
+        assert torch.equal(steps["b"]["translated_expression"], batch["a_expression"])  # made from A's faces
+        assert torch.allclose(steps["b"]["translated"], module.generator.decode(steps["a"]["real"], "b")[0])
+    # the estimator is trained with the generator; the generator's parameters are all there once
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer[0] if isinstance(optimizer, list | tuple) else optimizer
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert trained == {id(p) for p in [*module.generator.parameters(), *term.network.parameters()]}
