@@ -32,7 +32,6 @@ class ExpressionLoss(LossTerm):
     Rows whose expression is NaN (crops without 68 landmarks) are left out.
     """
 
-
     def __init__(self, network: nn.Module, weight: float = 1.0, start_step: int = 0) -> None:
         super().__init__(weight)
         if start_step < 0:
