@@ -9,8 +9,9 @@ the face (68-point hull, or an ellipse from 5 points) in [0, 1], and ``a_weights
 × ``eyes_weight`` / ``mouth_weight`` in the eyes and mouth; see ``swapper.faces.masks.region_weights``).
 A crop without landmarks gets a mask and weights of ones. With ``with_expression`` they add
 ``a_expression`` / ``b_expression`` (6,): the crop's expression measures from its 68 landmarks
-(``swapper.metrics.real_faces.expression_features``) standardised over that person's crops in the split,
-so 0 is the person's usual face and ±1 a typical change; NaN where a crop has no 68 landmarks.
+(``swapper.metrics.real_faces.expression_features``) centred on that person's mean over the split (0 is
+her usual face) and divided by her standard deviation (or one pooled over both people, see
+``expression_scale``); NaN where a crop has no 68 landmarks.
 """
 
 from __future__ import annotations
@@ -331,6 +332,9 @@ class FaceFolder(Dataset):
         return item
 
 
+EXPRESSION_SCALES = ("person", "pooled")
+
+
 class PairFolderDataset(Dataset):
     """Folder A + folder B of aligned crops (the per-pair paradigm on real faces).
 
@@ -338,7 +342,11 @@ class PairFolderDataset(Dataset):
     drawn from ``(seed, i)``, and the epoch length is ``length`` (default: the larger folder).
     ``split="val"`` draws both sides evenly across the held-out frames instead, in an order whose
     first items already span them (the preview takes the first K). ``split``, ``val_fraction``,
-    ``gap``, ``with_masks`` and the weights: see :class:`FaceFolder` and the module doc.
+    ``gap``, ``with_masks``, ``with_expression`` and the weights: see :class:`FaceFolder` and the module
+    doc. ``expression_scale``: the expression measures are centred on each person's mean and divided by
+    that person's standard deviation (``person``) or by one deviation pooled over both (``pooled``: the
+    same change in eye or mouth opening means the same number for both, however rarely one of them makes
+    it).
     """
 
     def __init__(
@@ -358,7 +366,10 @@ class PairFolderDataset(Dataset):
         background_weight: float = 0.1,
         cache: bool = False,
         with_expression: bool = False,
+        expression_scale: str = "person",
     ) -> None:
+        if expression_scale not in EXPRESSION_SCALES:
+            raise ValueError(f"expression_scale must be one of {EXPRESSION_SCALES}, got {expression_scale!r}")
         options: dict[str, Any] = dict(
             split=split, val_fraction=val_fraction, gap=gap, with_masks=with_masks, eyes_weight=eyes_weight,
             mouth_weight=mouth_weight, background_weight=background_weight, cache=cache,
@@ -371,6 +382,10 @@ class PairFolderDataset(Dataset):
         self.split = split
         self.with_masks = with_masks
         self.with_expression = with_expression
+        if with_expression and expression_scale == "pooled":  # each person's mean, one scale for both
+            (mean_a, std_a), (mean_b, std_b) = self.a.expression_stats, self.b.expression_stats
+            pooled = np.sqrt((std_a**2 + std_b**2) / 2)
+            self.a.expression_stats, self.b.expression_stats = (mean_a, pooled), (mean_b, pooled)
         self.order = spread_order(self.length) if split == "val" else None
 
     def __len__(self) -> int:

@@ -169,6 +169,18 @@ def test_expression_measures_are_standardised_per_person(tmp_path: Path) -> None
     b = torch.stack([ds.b.item(i)["expression"] for i in range(9)]).numpy()
     np.testing.assert_allclose(b[:, 1], a[:, 1], atol=1e-4)
     assert set(ds[0]) == {"a", "b", "a_expression", "b_expression"}
+    # pooled: each person's own mean, one scale: B's mouth changes are small next to A's (0.1 vs 0.9 range)
+    pooled = PairFolderDataset(
+        tmp_path / "a", tmp_path / "b", 64, with_expression=True, expression_scale="pooled"
+    )
+    pa = torch.stack([pooled.a.item(i)["expression"] for i in range(9)]).numpy()[:, 1]
+    pb = torch.stack([pooled.b.item(i)["expression"] for i in range(9)]).numpy()[:, 1]
+    np.testing.assert_allclose(pa.mean(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(pb.mean(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(pb, pa * 0.1 / 0.9, atol=1e-4)  # the raw measures' spread ratio
+    np.testing.assert_allclose((pa**2 + pb**2).mean() / 2, 1.0, rtol=1e-4)
+    with pytest.raises(ValueError, match="expression_scale"):
+        PairFolderDataset(tmp_path / "a", tmp_path / "b", 64, with_expression=True, expression_scale="global")
     make_folder(tmp_path / "c", {"c": list(range(4))}, landmarks=True)  # 5 points only
     with pytest.raises(ValueError, match="68-point landmarks"):
         FaceFolder(tmp_path / "c", 64, with_expression=True)
