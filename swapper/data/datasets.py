@@ -206,6 +206,7 @@ class FaceFolder(Dataset):
         self.info = read_crop_info(self.folder) if needs_info else {}
         if split is not None:
             self.files = self._split(split, val_fraction, gap)
+        self._expression_raw: dict[str, np.ndarray] = {}
         self.expression_stats = self._expression_stats() if with_expression else None
         self._no_landmarks_logged = False
         # decoded items kept in memory (a few thousand 64-128 px crops are tens of MB): every epoch after the
@@ -289,29 +290,31 @@ class FaceFolder(Dataset):
         return torch.from_numpy(mask)[None], torch.from_numpy(weights)[None]
 
     def _expression_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the expression measures over this folder's crops (its split)."""
-        with_68 = [self.info[p.name].landmarks for p in self.files
-                   if p.name in self.info and self.info[p.name].landmarks is not None
-                   and len(self.info[p.name].landmarks) == 68]  # fmt: skip
-        if len(with_68) < 2:
+        """Each crop's raw expression measures (kept in ``_expression_raw``, by file name), and their mean
+        and standard deviation over this folder's crops (its split)."""
+        names = [p.name for p in self.files
+                 if p.name in self.info and self.info[p.name].landmarks is not None
+                 and len(self.info[p.name].landmarks) == 68]  # fmt: skip
+        if len(names) < 2:
             raise ValueError(
                 f"face folder {self.folder}: with_expression needs 68-point landmarks in faces.jsonl for the "
-                f"crops, found {len(with_68)} of {len(self.files)}: extract with a 68-point detector "
+                f"crops, found {len(names)} of {len(self.files)}: extract with a 68-point detector "
                 "(detector=yunet_68, dlib_hog or dlib_cnn)"
             )
-        features = expression_features(np.stack(with_68))
-        if len(with_68) < len(self.files):
+        features = expression_features(np.stack([self.info[name].landmarks for name in names]))
+        self._expression_raw = dict(zip(names, features, strict=True))
+        if len(names) < len(self.files):
             log.warning("%s: %d of %d crop(s) have no 68 landmarks: their expression is NaN (not trained on)",
-                        self.folder, len(self.files) - len(with_68), len(self.files))  # fmt: skip
+                        self.folder, len(self.files) - len(names), len(self.files))  # fmt: skip
         return features.mean(0), features.std(0).clip(min=1e-6)
 
     def expression(self, path: Path) -> Tensor:
         """(6,) standardised expression measures of a crop (NaN without 68 landmarks)."""
-        info = self.info.get(path.name)
-        if info is None or info.landmarks is None or len(info.landmarks) != 68:
+        raw = self._expression_raw.get(path.name)
+        if raw is None:
             return torch.full((len(EXPRESSION_FEATURES),), float("nan"))
         mean, std = self.expression_stats
-        return torch.from_numpy((expression_features(info.landmarks[None])[0] - mean) / std).float()
+        return torch.from_numpy((raw - mean) / std).float()
 
     def item(self, index: int) -> dict[str, Tensor]:
         """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``, ``"expression"`` with

@@ -2,8 +2,9 @@
 
 It reads an aligned face crop and predicts the six expression measures of
 ``swapper.metrics.real_faces.expression_features`` (eye and mouth openness, mouth width, smile, brows,
-jaw), each standardised over the pictured person's own crops: 0 is that person's usual face. Being
-relative to the person, the same prediction means "the same expression" on A's face and on B's.
+jaw), each centred on the pictured person's own mean (``PairFolderDataset(with_expression=True)``): 0 is
+that person's usual face. Being relative to the person, the same prediction means "the same change of
+expression" on A's face and on B's.
 """
 
 from __future__ import annotations

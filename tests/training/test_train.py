@@ -233,16 +233,21 @@ def test_multirun_over_two_values(tmp_path):
     assert all((sweep / str(i) / "checkpoints" / "last.ckpt").is_file() for i in (0, 1))
 
 
+def tiny_generator() -> PerPairGenerator:
+    """A 32 px per-pair generator small enough for step-level tests."""
+    return PerPairGenerator(
+        encoder=DeepfakesEncoder(
+            image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
+        ),
+        decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+        decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
+    )
+
+
 @pytest.mark.parametrize("step", [2, 3])
 def test_random_warp_stops_at_its_step(step, monkeypatch):
     module = PerPairModule(
-        generator=PerPairGenerator(
-            encoder=DeepfakesEncoder(
-                image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
-            ),
-            decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-            decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-        ),
+        generator=tiny_generator(),
         losses={"l1": L1Loss()},
         optimizer=lambda params: torch.optim.Adam(params),
         augmentation=PairAugmentation(warp=RandomWarp(scale=0.05)),
@@ -267,13 +272,7 @@ def tiny_gan(lr_g: float, lr_d: float) -> PerPairModule:
         return PatchDiscriminator(base_channels=8, num_layers=1, norm="none")
 
     return PerPairModule(
-        generator=PerPairGenerator(
-            encoder=DeepfakesEncoder(
-                image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
-            ),
-            decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-            decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-        ),
+        generator=tiny_generator(),
         losses={"l1": L1Loss(), "adversarial": AdversarialLoss(form="lsgan")},
         augmentation=PairAugmentation(),
         optimizer=lambda p: torch.optim.SGD(p, lr=lr_g),
@@ -388,13 +387,7 @@ def test_expression_loss_gets_the_swaps_from_its_step_and_trains_its_estimator(s
 
     term = ExpressionLoss(ExpressionEstimator(width=4), start_step=3)
     module = PerPairModule(
-        generator=PerPairGenerator(
-            encoder=DeepfakesEncoder(
-                image_size=32, widths=(8,) * 4, bottleneck=8, latent_size=2, latent_channels=8, out_channels=8
-            ),
-            decoder_a=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-            decoder_b=DeepfakesDecoder(in_channels=8, widths=(8, 8, 8)),
-        ),
+        generator=tiny_generator(),
         losses={"l1": L1Loss(), "expression": term},
         optimizer=lambda params: torch.optim.Adam(params),
         augmentation=PairAugmentation(),
