@@ -11,7 +11,10 @@ A crop without landmarks gets a mask and weights of ones. With ``with_expression
 ``a_expression`` / ``b_expression`` (6,): the crop's expression measures from its 68 landmarks
 (``swapper.metrics.real_faces.expression_features``) centred on that person's mean over the split (0 is
 her usual face) and divided by her standard deviation (or one pooled over both people, see
-``expression_scale``); NaN where a crop has no 68 landmarks.
+``expression_scale``); NaN where a crop has no 68 landmarks. With ``with_landmarks`` they add
+``a_landmarks`` / ``b_landmarks`` (68, 2), the crop's 68 landmarks in the ``grid_sample`` frame
+(``align_corners=False``: x = (2 · pixel + 1) / W − 1; NaN without 68 points), and ``a_landmarks_mean`` /
+``b_landmarks_mean``, that person's mean over the split (for ``swapper.data.morph.ExpressionMorph``).
 """
 
 from __future__ import annotations
@@ -192,6 +195,7 @@ class FaceFolder(Dataset):
         background_weight: float = 0.1,
         cache: bool = False,
         with_expression: bool = False,
+        with_landmarks: bool = False,
     ) -> None:
         self.folder = Path(folder).expanduser()
         self.files = list_images(self.folder)
@@ -202,10 +206,12 @@ class FaceFolder(Dataset):
         self.weights = {"eyes_weight": eyes_weight, "mouth_weight": mouth_weight,
                         "background_weight": background_weight}  # fmt: skip
         self.with_expression = with_expression
-        needs_info = split is not None or with_masks or with_expression
+        self.with_landmarks = with_landmarks
+        needs_info = split is not None or with_masks or with_expression or with_landmarks
         self.info = read_crop_info(self.folder) if needs_info else {}
         if split is not None:
             self.files = self._split(split, val_fraction, gap)
+        self.landmarks_mean = self._landmarks_mean() if with_landmarks else None
         self._expression_raw: dict[str, np.ndarray] = {}
         self.expression_stats = self._expression_stats() if with_expression else None
         self._no_landmarks_logged = False
@@ -289,6 +295,25 @@ class FaceFolder(Dataset):
         weights = region_weights(lm, (s, s), mask, **self.weights)
         return torch.from_numpy(mask)[None], torch.from_numpy(weights)[None]
 
+    def normalised_landmarks(self, path: Path) -> Tensor:
+        """(68, 2) landmarks of a crop in the ``grid_sample`` frame (NaN without 68 points)."""
+        lm = self.landmarks(path)
+        if lm is None or len(lm) != 68:
+            return torch.full((68, 2), float("nan"))
+        return torch.from_numpy((2 * lm + 1) / self.image_size - 1).float()
+
+    def _landmarks_mean(self) -> Tensor:
+        """(68, 2) mean landmarks of the crops with 68 points (a clear error when fewer than 2 have them)."""
+        points = [self.normalised_landmarks(path) for path in self.files]
+        points = [p for p in points if not p.isnan().any()]
+        if len(points) < 2:
+            raise ValueError(
+                f"face folder {self.folder}: with_landmarks needs 68-point landmarks in faces.jsonl, found "
+                f"{len(points)} of {len(self.files)} crop(s): extract with a 68-point detector "
+                "(detector=yunet_68, dlib_hog or dlib_cnn)"
+            )
+        return torch.stack(points).mean(0)
+
     def _expression_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each crop's raw expression measures (kept in ``_expression_raw``, by file name), and their mean
         and standard deviation over this folder's crops (its split)."""
@@ -318,7 +343,7 @@ class FaceFolder(Dataset):
 
     def item(self, index: int) -> dict[str, Tensor]:
         """``{"image"}``, plus ``"mask"`` and ``"weights"`` with ``with_masks``, ``"expression"`` with
-        ``with_expression``."""
+        ``with_expression``, ``"landmarks"`` and ``"landmarks_mean"`` with ``with_landmarks``."""
         if self._cache is not None:
             if index not in self._cache:
                 self._cache[index] = self._item(index)
@@ -332,6 +357,8 @@ class FaceFolder(Dataset):
             item["mask"], item["weights"] = self.maps(path)
         if self.with_expression:
             item["expression"] = self.expression(path)
+        if self.with_landmarks:
+            item["landmarks"], item["landmarks_mean"] = self.normalised_landmarks(path), self.landmarks_mean
         return item
 
 
@@ -345,11 +372,12 @@ class PairFolderDataset(Dataset):
     drawn from ``(seed, i)``, and the epoch length is ``length`` (default: the larger folder).
     ``split="val"`` draws both sides evenly across the held-out frames instead, in an order whose
     first items already span them (the preview takes the first K). ``split``, ``val_fraction``,
-    ``gap``, ``with_masks``, ``with_expression`` and the weights: see :class:`FaceFolder` and the module
-    doc. ``expression_scale``: the expression measures are centred on each person's mean and divided by
-    that person's standard deviation (``person``) or by one deviation pooled over both (``pooled``: the
-    same change in eye or mouth opening means the same number for both, however rarely one of them makes
-    it).
+    ``gap``, ``with_masks``, ``with_expression``, ``with_landmarks`` and the weights: see
+    :class:`FaceFolder` and the module doc. ``expression_scale``: the expression measures are centred on
+    each person's mean and divided by that person's standard deviation (``person``) or by one deviation
+    pooled over both (``pooled``: the same change in eye or mouth opening means the same number for both,
+    however rarely one of them makes it).
+
     """
 
     def __init__(
@@ -370,13 +398,14 @@ class PairFolderDataset(Dataset):
         cache: bool = False,
         with_expression: bool = False,
         expression_scale: str = "person",
+        with_landmarks: bool = False,
     ) -> None:
         if expression_scale not in EXPRESSION_SCALES:
             raise ValueError(f"expression_scale must be one of {EXPRESSION_SCALES}, got {expression_scale!r}")
         options: dict[str, Any] = dict(
             split=split, val_fraction=val_fraction, gap=gap, with_masks=with_masks, eyes_weight=eyes_weight,
             mouth_weight=mouth_weight, background_weight=background_weight, cache=cache,
-            with_expression=with_expression,
+            with_expression=with_expression, with_landmarks=with_landmarks,
         )  # fmt: skip
         self.a = FaceFolder(folder_a, image_size, skip_corrupt, **options)
         self.b = FaceFolder(folder_b, image_size, skip_corrupt, **options)
@@ -385,6 +414,7 @@ class PairFolderDataset(Dataset):
         self.split = split
         self.with_masks = with_masks
         self.with_expression = with_expression
+        self.with_landmarks = with_landmarks
         if with_expression and expression_scale == "pooled":  # each person's mean, one scale for both
             (mean_a, std_a), (mean_b, std_b) = self.a.expression_stats, self.b.expression_stats
             pooled = np.sqrt((std_a**2 + std_b**2) / 2)
@@ -405,7 +435,7 @@ class PairFolderDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         i, j = self.indices(index)
-        if not (self.with_masks or self.with_expression):
+        if not (self.with_masks or self.with_expression or self.with_landmarks):
             return {"a": self.a[i], "b": self.b[j]}
         item = {}
         for side, folder, k in (("a", self.a, i), ("b", self.b, j)):

@@ -29,7 +29,9 @@ class PerPairModule(AdversarialModule):
     translated into X (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a
     cycle-consistency term reads as ``cycled``. At a step where a term's ``reads_translation`` is true
     (e.g. the expression loss) the swaps are made as ``translated`` too, with the source faces'
-    ``expression`` measures as ``translated_expression``.
+    ``expression`` measures as ``translated_expression``. ``morph`` (e.g.
+    :class:`swapper.data.morph.ExpressionMorph`) first bends each side's faces (and their mask and weights)
+    towards the other side's expressions, from the batch's ``<side>_landmarks`` and ``<side>_landmarks_mean``.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class PerPairModule(AdversarialModule):
         ema_decay: float | None = None,
         seed: int | None = None,
         random_warp_until: int | None = None,
+        morph: nn.Module | None = None,
     ) -> None:
         if random_warp_until is not None and random_warp_until < 0:
             raise ValueError(f"random_warp_until must be a step >= 0 or null, got {random_warp_until}")
@@ -61,6 +64,7 @@ class PerPairModule(AdversarialModule):
             gradient_clip_val, ema_decay, seed,
         )  # fmt: skip
         self.augmentation = augmentation
+        self.morph = morph
         self.random_warp_until = random_warp_until
         self.adversarial_on = adversarial_on
         self.cycle = cycle
@@ -96,17 +100,29 @@ class PerPairModule(AdversarialModule):
             if self.random_warp_until is not None and self.global_step >= self.random_warp_until
             else {}
         )
+        if self.morph is not None and not all(f"{side}_landmarks" in batch for side in SIDES):
+            raise ValueError(
+                "module.morph needs each face's 68 landmarks in the batch: "
+                "set data.train.with_landmarks=true (real pairs, data=pairs)"
+            )
         for side in SIDES:
             # region weights and the landmark face mask (real data with masks) follow the target's geometry
             keys = [key for key in ("weights", "mask") if f"{side}_{key}" in batch]
             moved: dict[str, Tensor] = {}
             with torch.no_grad():
-                if keys:
-                    maps = torch.cat([batch[f"{side}_{key}"] for key in keys], dim=1)
-                    warped, target, maps = self.augmentation(batch[side], maps, **options)
+                faces = batch[side]
+                maps = torch.cat([batch[f"{side}_{key}"] for key in keys], dim=1) if keys else None
+                if self.morph is not None:
+                    other = OTHER[side]
+                    faces, maps = self.morph(
+                        faces, batch[f"{side}_landmarks"], batch[f"{side}_landmarks_mean"],
+                        batch[f"{other}_landmarks"], batch[f"{other}_landmarks_mean"], maps,
+                    )  # fmt: skip
+                if maps is not None:
+                    warped, target, maps = self.augmentation(faces, maps, **options)
                     moved = dict(zip(keys, maps.split(1, dim=1), strict=True))
                 else:
-                    warped, target = self.augmentation(batch[side], **options)
+                    warped, target = self.augmentation(faces, **options)
             fake, mask = self.generator.decode(warped, side)
             if fake.shape != target.shape:
                 raise ValueError(

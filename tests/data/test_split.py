@@ -184,3 +184,32 @@ def test_expression_measures_are_standardised_per_person(tmp_path: Path) -> None
     make_folder(tmp_path / "c", {"c": list(range(4))}, landmarks=True)  # 5 points only
     with pytest.raises(ValueError, match="68-point landmarks"):
         FaceFolder(tmp_path / "c", 64, with_expression=True)
+
+
+def test_landmarks_come_in_the_grid_sample_frame_with_each_persons_mean(tmp_path: Path) -> None:
+    from tests.metrics.test_real_faces import face68
+
+    make_folder(tmp_path / "a", {"a": list(range(6))})
+    make_folder(tmp_path / "b", {"b": list(range(6))})
+    pixels = {}
+    for side, shift in (("a", 0.0), ("b", 2.0)):
+        records = [json.loads(line) for line in (tmp_path / side / "faces.jsonl").read_text().splitlines()]
+        for record in records[:-1]:  # the last crop keeps no 68 points
+            points = face68(1.0, 0.1 * record["frame"]) * 9 + 20 + shift
+            record["faces"][0]["landmarks68"] = points.tolist()
+            matrix = np.asarray(record["faces"][0]["matrix"])
+            pixels[(side, record["frame"])] = transform_points(points, matrix)  # in the stored 32 px crop
+        (tmp_path / side / "faces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    ds = PairFolderDataset(tmp_path / "a", tmp_path / "b", 64, with_landmarks=True)
+    item = ds[2]
+    assert set(item) == {"a", "b", "a_landmarks", "b_landmarks", "a_landmarks_mean", "b_landmarks_mean"}
+    # a 32 px crop's pixel p is the 64 px crop's 2p + 0.5; the grid_sample frame is (2x + 1) / 64 - 1
+    expected = (2 * ((pixels[("a", 2)] + 0.5) * 2 - 0.5) + 1) / 64 - 1
+    np.testing.assert_allclose(item["a_landmarks"].numpy(), expected, atol=1e-5)
+    assert torch.isnan(ds.a.item(5)["landmarks"]).all()  # no 68 points: NaN, not morphed
+    mean_a = np.mean([(2 * ((pixels[("a", f)] + 0.5) * 2 - 0.5) + 1) / 64 - 1 for f in range(5)], 0)
+    np.testing.assert_allclose(item["a_landmarks_mean"].numpy(), mean_a, atol=1e-5)
+    assert not torch.allclose(item["a_landmarks_mean"], item["b_landmarks_mean"])  # each person her own
+    make_folder(tmp_path / "c", {"c": list(range(4))}, landmarks=True)  # 5 points only
+    with pytest.raises(ValueError, match="68-point landmarks"):
+        FaceFolder(tmp_path / "c", 64, with_landmarks=True)

@@ -406,3 +406,36 @@ def test_expression_loss_gets_the_swaps_from_its_step_and_trains_its_estimator(s
     optimizer = optimizer[0] if isinstance(optimizer, list | tuple) else optimizer
     trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert trained == {id(p) for p in [*module.generator.parameters(), *term.network.parameters()]}
+
+
+def test_the_expression_morph_bends_both_sides_towards_the_other_before_the_augmentation(monkeypatch):
+    from swapper.data.morph import ExpressionMorph
+
+    calls = []
+
+    class Recorder(ExpressionMorph):
+        def forward(self, faces, landmarks, mean, donors, donor_mean, extra=None):
+            calls.append((faces, landmarks, donors, extra))
+            return faces + 1, None if extra is None else extra + 1
+
+    batch = next(iter(DataLoader(SyntheticPairDataset(image_size=32, length=2), batch_size=2)))
+    module = PerPairModule(
+        generator=tiny_generator(),
+        losses={"l1": L1Loss()},
+        optimizer=lambda params: torch.optim.Adam(params),
+        augmentation=PairAugmentation(),
+        morph=Recorder(),
+    )
+    monkeypatch.setattr(PerPairModule, "global_step", property(lambda self: 0))
+    with pytest.raises(ValueError, match="with_landmarks"):
+        module._steps(batch)
+    for side in ("a", "b"):
+        batch[f"{side}_landmarks"] = torch.randn(2, 68, 2)
+        batch[f"{side}_landmarks_mean"] = torch.randn(2, 68, 2)
+        batch[f"{side}_mask"] = torch.ones(2, 1, 32, 32)
+    steps = module._steps(batch)
+    assert torch.equal(calls[0][1], batch["a_landmarks"]) and torch.equal(calls[0][2], batch["b_landmarks"])
+    assert torch.equal(calls[1][1], batch["b_landmarks"]) and torch.equal(calls[1][2], batch["a_landmarks"])
+    for side in ("a", "b"):  # no random warp: the target is the morphed face, the mask moved with it
+        assert torch.equal(steps[side]["real"], batch[side] + 1)
+        assert torch.equal(steps[side]["face_mask"], torch.full((2, 1, 32, 32), 2.0))
