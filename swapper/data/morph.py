@@ -82,7 +82,8 @@ class ExpressionMorph(nn.Module):
     ``forward(faces, landmarks, mean, donors, donor_mean, extra=None)``: (B, C, H, W) faces, their (B, 68, 2)
     landmarks and their person's (B, 68, 2) or (68, 2) mean landmarks; donors: (M, 68, 2) landmarks of the
     other person's faces and her mean. Faces or donors with NaN landmarks (crops without 68 points) are
-    left out. Returns the faces (and ``extra``, maps warped the same way). Random draws come from torch's
+    left out. Returns the faces, ``extra`` (maps warped the same way, or None) and a (B,) bool tensor of the
+    faces it morphed (whose expression measures no longer hold). Random draws come from torch's
     generator (the module seeds it per step).
     """
 
@@ -134,15 +135,16 @@ class ExpressionMorph(nn.Module):
         donors: Tensor,
         donor_mean: Tensor,
         extra: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
         if landmarks.shape[-2:] != (68, 2) or donors.shape[-2:] != (68, 2):
             raise ValueError(
                 f"ExpressionMorph needs 68-point landmarks (B, 68, 2), got {tuple(landmarks.shape)} and "
                 f"{tuple(donors.shape)}: extract with a 68-point detector "
                 "(detector=yunet_68, dlib_hog or dlib_cnn)"
             )
+        unmoved = torch.zeros(faces.shape[0], dtype=torch.bool, device=faces.device)
         if not self.training or self.p == 0 or self.strength == 0:
-            return faces, extra
+            return faces, extra, unmoved
         batch, device = faces.shape[0], faces.device
         mean = mean.expand_as(landmarks)
         donor_mean = donor_mean.expand_as(donors)
@@ -153,7 +155,7 @@ class ExpressionMorph(nn.Module):
         draw = torch.randint(max(len(pool), 1), (batch,), device=device)
         alpha = torch.rand(batch, device=device, dtype=faces.dtype) * self.strength
         if not chosen.any() or len(pool) == 0:
-            return faces, extra
+            return faces, extra, unmoved
         picked = pool[draw[chosen]]
         source = landmarks[chosen].to(faces.dtype)
         target = self.targets(source, mean[chosen], donors[picked], donor_mean[picked], alpha[chosen])
@@ -163,4 +165,4 @@ class ExpressionMorph(nn.Module):
         both = both.clone()
         both[chosen] = self.warp(both[chosen], source, target)
         channels = faces.shape[1]
-        return both[:, :channels], (None if extra is None else both[:, channels:])
+        return both[:, :channels], (None if extra is None else both[:, channels:]), chosen

@@ -31,7 +31,8 @@ class PerPairModule(AdversarialModule):
     (e.g. the expression loss) the swaps are made as ``translated`` too, with the source faces'
     ``expression`` measures as ``translated_expression``. ``morph`` (e.g.
     :class:`swapper.data.morph.ExpressionMorph`) first bends each side's faces (and their mask and weights)
-    towards the other side's expressions, from the batch's ``<side>_landmarks`` and ``<side>_landmarks_mean``.
+    towards the other side's expressions, from the batch's ``<side>_landmarks`` and ``<side>_landmarks_mean``;
+    the expression measures of the faces it morphed become NaN (the expression loss leaves them out).
     """
 
     def __init__(
@@ -112,12 +113,15 @@ class PerPairModule(AdversarialModule):
             with torch.no_grad():
                 faces = batch[side]
                 maps = torch.cat([batch[f"{side}_{key}"] for key in keys], dim=1) if keys else None
+                expression = batch.get(f"{side}_expression")
                 if self.morph is not None:
                     other = OTHER[side]
-                    faces, maps = self.morph(
+                    faces, maps, morphed = self.morph(
                         faces, batch[f"{side}_landmarks"], batch[f"{side}_landmarks_mean"],
                         batch[f"{other}_landmarks"], batch[f"{other}_landmarks_mean"], maps,
                     )  # fmt: skip
+                    if expression is not None and morphed.any():  # its measures are the unmorphed face's
+                        expression = expression.masked_fill(morphed[:, None], float("nan"))  # left out
                 if maps is not None:
                     warped, target, maps = self.augmentation(faces, maps, **options)
                     moved = dict(zip(keys, maps.split(1, dim=1), strict=True))
@@ -137,7 +141,7 @@ class PerPairModule(AdversarialModule):
                 "mask": mask,
                 "weights": moved.get("weights"),
                 "face_mask": moved.get("mask"),
-                "expression": batch.get(f"{side}_expression"),
+                "expression": expression,
                 "step": self.global_step,
             }
         if (

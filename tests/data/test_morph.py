@@ -93,8 +93,9 @@ def test_forward_moves_faces_and_maps_alike_and_leaves_others_alone() -> None:
     faces, landmarks, mean, donors, donor_mean = faces_and_landmarks()
     landmarks[1] = float("nan")  # a crop without 68 points
     morph = ExpressionMorph(p=1.0, strength=1.0)
-    out, maps = morph(faces, landmarks, mean, donors, donor_mean, extra=faces[:, :1].clone())
+    out, maps, morphed = morph(faces, landmarks, mean, donors, donor_mean, extra=faces[:, :1].clone())
     assert out.shape == faces.shape and maps.shape == (4, 1, W, W)
+    assert morphed.tolist() == [True, False, True, True]
     torch.testing.assert_close(maps, out[:, :1])  # the maps take the faces' warp
     assert torch.equal(out[1], faces[1])
     assert all((out[k] - faces[k]).abs().mean() > 1e-3 for k in (0, 2, 3))
@@ -106,8 +107,10 @@ def test_forward_moves_faces_and_maps_alike_and_leaves_others_alone() -> None:
 
 def test_no_usable_donor_leaves_the_faces() -> None:
     faces, landmarks, mean, donors, donor_mean = faces_and_landmarks()
-    out, _ = ExpressionMorph(p=1.0)(faces, landmarks, mean, torch.full_like(donors, float("nan")), donor_mean)
-    assert torch.equal(out, faces)
+    out, _, morphed = ExpressionMorph(p=1.0)(
+        faces, landmarks, mean, torch.full_like(donors, float("nan")), donor_mean
+    )
+    assert torch.equal(out, faces) and not morphed.any()
 
 
 def test_bad_landmarks_and_options_are_clear_errors() -> None:

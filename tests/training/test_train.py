@@ -416,7 +416,7 @@ def test_the_expression_morph_bends_both_sides_towards_the_other_before_the_augm
     class Recorder(ExpressionMorph):
         def forward(self, faces, landmarks, mean, donors, donor_mean, extra=None):
             calls.append((faces, landmarks, donors, extra))
-            return faces + 1, None if extra is None else extra + 1
+            return faces + 1, None if extra is None else extra + 1, torch.tensor([True, False])
 
     batch = next(iter(DataLoader(SyntheticPairDataset(image_size=32, length=2), batch_size=2)))
     module = PerPairModule(
@@ -433,9 +433,13 @@ def test_the_expression_morph_bends_both_sides_towards_the_other_before_the_augm
         batch[f"{side}_landmarks"] = torch.randn(2, 68, 2)
         batch[f"{side}_landmarks_mean"] = torch.randn(2, 68, 2)
         batch[f"{side}_mask"] = torch.ones(2, 1, 32, 32)
+        batch[f"{side}_expression"] = torch.randn(2, 6)
     steps = module._steps(batch)
     assert torch.equal(calls[0][1], batch["a_landmarks"]) and torch.equal(calls[0][2], batch["b_landmarks"])
     assert torch.equal(calls[1][1], batch["b_landmarks"]) and torch.equal(calls[1][2], batch["a_landmarks"])
     for side in ("a", "b"):  # no random warp: the target is the morphed face, the mask moved with it
         assert torch.equal(steps[side]["real"], batch[side] + 1)
         assert torch.equal(steps[side]["face_mask"], torch.full((2, 1, 32, 32), 2.0))
+        # the morphed face's measures no longer hold: NaN, left out by the expression loss; the other's kept
+        assert steps[side]["expression"][0].isnan().all()
+        assert torch.equal(steps[side]["expression"][1], batch[f"{side}_expression"][1])
