@@ -29,8 +29,8 @@ class PerPairModule(AdversarialModule):
     translated into X (CycleGAN-style). ``cycle`` adds the A→B→A and B→A→B round trips that a
     cycle-consistency term reads as ``cycled``. At a step where a term's ``reads_translation`` is true
     (e.g. the expression loss) the swaps are made as ``translated`` too, with the source faces'
-    ``expression`` measures as ``translated_expression``. ``morph`` (e.g.
-    :class:`swapper.data.morph.ExpressionMorph`) first bends each side's faces (and their mask and weights)
+    ``expression`` measures as ``translated_expression``. ``morph`` (e.g. the
+    expression morph of ``conf/morph``) first bends each side's faces (and their mask and weights)
     towards the other side's expressions, from the batch's ``<side>_landmarks`` and ``<side>_landmarks_mean``;
     the expression measures of the faces it morphed become NaN (the expression loss leaves them out).
     """
