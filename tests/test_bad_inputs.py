@@ -60,6 +60,7 @@ def _crop(path: Path, size: int = 64, shape: tuple[int, ...] | None = None, valu
         ("image_size=0", "image_size=0 must be a positive integer"),
         ("optimizer.generator.betas=[0.5,1.5]", "optimizer.generator.betas.1=1.5 must be in [0, 1)"),
         ("data.num_workers=-1", "data.num_workers=-1 must be an integer >= 0"),
+        ("morph=expression", "morph=ExpressionMorph needs real pairs with 68-point landmarks (data=pairs)"),
     ],
 )
 def test_bad_option_values_are_named_before_anything_is_built(override, named, tmp_path):

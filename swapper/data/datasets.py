@@ -377,7 +377,6 @@ class PairFolderDataset(Dataset):
     each person's mean and divided by that person's standard deviation (``person``) or by one deviation
     pooled over both (``pooled``: the same change in eye or mouth opening means the same number for both,
     however rarely one of them makes it).
-
     """
 
     def __init__(

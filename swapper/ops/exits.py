@@ -128,6 +128,9 @@ def _leaves(node: Any, prefix: str = ""):
         yield prefix[:-1], node
 
 
+_PAIR_FOLDERS = "swapper.data.datasets.PairFolderDataset"  # the only data with landmarks for the morph
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming every option whose value cannot work, before anything is built."""
     try:
@@ -147,6 +150,13 @@ def check_train_config(cfg: DictConfig) -> None:
         test, wanted = rule
         if not test(value):
             problems.append(f"{path}={value!r} must be {wanted}")
+    train_data = (container.get("data") or {}).get("train") or {}
+    if container.get("morph") is not None and train_data.get("_target_") != _PAIR_FOLDERS:
+        morph = str(container["morph"].get("_target_", "?")).rsplit(".", 1)[-1]
+        problems.append(
+            f"morph={morph} needs real pairs with 68-point landmarks (data=pairs), "
+            f"the training data is {train_data.get('_target_')}"
+        )
     if problems:
         raise ConfigError("bad option value(s): " + "; ".join(problems))
 
