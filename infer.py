@@ -104,6 +104,7 @@ def infer(cfg: DictConfig) -> int:
                 instantiate(cfg.color), instantiate(cfg.smoothing) if cfg.get("smoothing") else None,
                 cfg.video.scene_cut, cfg.batch_frames,
                 instantiate(cfg.sharpen) if cfg.get("sharpen") else None,
+                instantiate(cfg.expression) if cfg.get("expression") else None,
             )  # fmt: skip
         except (FileNotFoundError, ValueError, ImportError) as err:
             log.error("%s", err)

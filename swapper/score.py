@@ -35,7 +35,7 @@ from swapper.faces.images import list_images, read_image
 from swapper.faces.masks import ellipse_mask
 from swapper.metrics import real_faces as rf
 
-__all__ = ["Judge", "crop_geometry", "score_crops", "score_features", "to_uint8"]
+__all__ = ["Judge", "crop_geometry", "expression_ceiling", "score_crops", "score_features", "to_uint8"]
 
 log = logging.getLogger("swapper.score")
 
@@ -98,7 +98,8 @@ class Judge:
         with torch.no_grad():
             return self._sface.embed(batch).cpu().numpy()
 
-    def features(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _checked(crops: np.ndarray) -> np.ndarray:
         crops = np.asarray(crops)
         if (
             crops.ndim != 4
@@ -107,13 +108,29 @@ class Judge:
             or crops.shape[1] != crops.shape[2]
         ):
             raise ValueError(f"need (N, S, S, 3) uint8 RGB crops, got {crops.shape} {crops.dtype}")
-        n, s = len(crops), crops.shape[1]
+        return crops
+
+    def _upscaled(self, crops: np.ndarray):
+        """(scale k, the template's dlib box at that scale, an iterator of crops upscaled to DETECT_SIZE)."""
+        s = crops.shape[1]
         k = max(1.0, DETECT_SIZE / s)
         big_s = round(s * k)
         box = self.landmarker.box_from_landmarks5(self.template.points5 * big_s)
+        bigs = (cv2.resize(c, (big_s, big_s), interpolation=cv2.INTER_CUBIC) if k > 1 else c for c in crops)
+        return k, box, bigs
+
+    def landmarks68(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 68, 2) dlib landmarks (crop pixels) of (N, S, S, 3) uint8 RGB crops, as :meth:`features`."""
+        k, box, bigs = self._upscaled(self._checked(crops))
+        return np.stack([(self.landmarker.predict(big, box) + 0.5) / k - 0.5 for big in bigs])
+
+    def features(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        crops = self._checked(crops)
+        n, s = len(crops), crops.shape[1]
+        k, box, bigs = self._upscaled(crops)
+        big_s = round(s * k)
         lm68, lm5, descriptors = np.zeros((n, 68, 2)), np.full((n, 5, 2), np.nan), np.zeros((n, 128))
-        for i, crop in enumerate(crops):
-            big = cv2.resize(crop, (big_s, big_s), interpolation=cv2.INTER_CUBIC) if k > 1 else crop
+        for i, big in enumerate(bigs):
             points = self.landmarker.predict(big, box)
             lm68[i] = (points + 0.5) / k - 0.5
             faces = self.detector(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
@@ -254,7 +271,7 @@ def score(
     ``max_reference``: real faces per person for the centroids (evenly spaced; None: all);
     ``model_sizes``: also ``sharpness/ceiling_<n>px``, the ratio the target's real faces reach
     through n px (:func:`~swapper.metrics.real_faces.resolution_ceiling`): the detail a model drawing
-    at n px can hold."""
+    at n px can hold; and ``expression/<part>_ceiling_<n>px`` (:func:`expression_ceiling`)."""
     swaps, source, target = (Path(p).expanduser() for p in (swaps, source, target))
     geometry = crop_geometry(source) or crop_geometry(target)
     if geometry is None:
@@ -312,10 +329,26 @@ def score(
         judge.features(_read_crops(input_files, size)) if paired else None,
     )
     face = ellipse_mask(template.points5 * size, (size, size))
+    inputs = _read_crops(input_files, size) if paired else None
     for n in model_sizes:
         figures[f"sharpness/ceiling_{n}px"] = rf.resolution_ceiling(target_crops, int(n), face)
+        if inputs is not None:
+            figures.update(expression_ceiling(judge, inputs, int(n)))
     return {"swaps": str(swaps), "source": str(source), "target": str(target), "split": split,
             "figures": figures}  # fmt: skip
+
+
+def expression_ceiling(judge: Judge, inputs: np.ndarray, size: int) -> dict[str, float]:
+    """``expression/<part>_ceiling_<n>px``: the openness correlation of the inputs with themselves passed
+    through ``size`` px (:func:`~swapper.metrics.real_faces.through_size`), i.e. what a swap drawing every
+    input's expression perfectly at that size would score. Where the inputs barely move (a mouth that stays
+    closed), landmark noise at that size is all there is to correlate, and the ceiling is low."""
+    seen = judge.landmarks68(inputs)
+    drawn = judge.landmarks68(rf.through_size(inputs, size))
+    return {
+        f"expression/{part}_ceiling_{size}px": rf.pearson(ratio(drawn), ratio(seen))
+        for part, ratio in (("eyes", rf.eye_aspect_ratio), ("mouth", rf.mouth_aspect_ratio))
+    }
 
 
 def format_figures(figures: dict[str, float]) -> str:

@@ -162,8 +162,8 @@ STAGE_OPTIONS = sorted(
 def test_every_stage_option_composes_and_instantiates(group, option):
     cfg = infer_cfg("run=r", "input=i", "output=o", f"infer/{group}={option}")
     node = cfg.get(group)
-    if group in ("smoothing", "sharpen") and option == "none":
-        assert not node  # no smoother / sharpener
+    if group in ("smoothing", "sharpen", "expression") and option == "none":
+        assert not node  # no smoother / sharpener / expression warp
         return
     assert type(instantiate(node)).__module__ == f"swapper.inference.{group}"
 

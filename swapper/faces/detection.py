@@ -110,6 +110,15 @@ def _import_dlib():
     return dlib, face_recognition_models
 
 
+def dlib_box(landmarks5: np.ndarray, side_per_eye_mouth: float = 2.33) -> np.ndarray:
+    """A square (x1, y1, x2, y2) like dlib's HOG detector's around the face given by its 5 points: side
+    ``side_per_eye_mouth`` × the eye-centre–mouth-centre distance, centred between them."""
+    eyes, mouth = landmarks5[:2].mean(0), landmarks5[3:5].mean(0)
+    centre = (eyes + mouth) / 2
+    half = side_per_eye_mouth * float(np.linalg.norm(mouth - eyes)) / 2
+    return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+
+
 class DlibLandmarker:
     """dlib's 68-point shape predictor (iBUG 300-W), run inside given face boxes.
 
@@ -130,10 +139,7 @@ class DlibLandmarker:
 
     def box_from_landmarks5(self, landmarks5: np.ndarray) -> np.ndarray:
         """A dlib-style square (x1, y1, x2, y2) around the face given by its 5 points."""
-        eyes, mouth = landmarks5[:2].mean(0), landmarks5[3:5].mean(0)
-        centre = (eyes + mouth) / 2
-        half = self.BOX_PER_EYE_MOUTH * float(np.linalg.norm(mouth - eyes)) / 2
-        return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
+        return dlib_box(landmarks5, self.BOX_PER_EYE_MOUTH)
 
     def predict(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """(68, 2) points inside ``box`` (x1, y1, x2, y2) of an RGB uint8 image."""

@@ -61,6 +61,15 @@ def _fill(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return _supersampled(shape, lambda canvas: cv2.fillConvexPoly(canvas, hull, 255, cv2.LINE_8, _SHIFT))
 
 
+def polygon_mask(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) float coverage in [0, 1] of the polygon through ``points`` (N, 2) pixel (x, y), in order."""
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3 or not np.isfinite(points).all():
+        raise ValueError(f"a polygon needs finite (N >= 3, 2) points, got {points.shape}")
+    ring = _fixed(points)[None]
+    return _supersampled(_shape(shape), lambda canvas: cv2.fillPoly(canvas, ring, 255, cv2.LINE_8, _SHIFT))
+
+
 def hull_mask(landmarks68: np.ndarray, shape: tuple[int, ...], extend: float = 0.0) -> np.ndarray:
     """Convex hull of the 68 points (jaw to brows). ``extend`` > 0 raises the brows by that share of
     the nose-bridge-to-chin distance, along the face's up direction, to cover the forehead

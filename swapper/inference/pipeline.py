@@ -37,8 +37,11 @@ MaskStage = Callable[[np.ndarray, int, np.ndarray | None], np.ndarray]
 ColorStage = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 BlendStage = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 SharpenStage = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+ExpressionStage = Callable[
+    [np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None], tuple[np.ndarray, np.ndarray | None]
+]
 
-STAGES = ("decode", "detect", "align", "swap", "blend", "encode")
+STAGES = ("decode", "detect", "align", "swap", "expression", "blend", "encode")
 
 
 @dataclass
@@ -80,7 +83,9 @@ class FaceSwapPipeline:
     range) between 32×32 grey thumbnails of consecutive frames. ``batch_frames`` frames are
     detected, then all their faces swapped in one batch. ``sharpen`` (None = off) takes each
     colour-matched face with its mask and matrix before the blend, and may return a larger crop
-    (see :mod:`swapper.inference.sharpen`). ``timings`` adds up seconds per stage.
+    (see :mod:`swapper.inference.sharpen`). ``expression`` (videos only, None = off) bends the swapped
+    crops (and predicted masks) after the model so their expression follows the input faces' landmarks
+    (see :mod:`swapper.inference.expression`). ``timings`` adds up seconds per stage.
     """
 
     def __init__(
@@ -96,12 +101,14 @@ class FaceSwapPipeline:
         scene_cut: float | None = 0.08,
         batch_frames: int = 8,
         sharpen: SharpenStage | None = None,
+        expression: ExpressionStage | None = None,
     ) -> None:
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.detector, self.selector, self.aligner, self.swap = detector, selector, aligner, swap
         self.mask, self.blend, self.color, self.smoother = mask, blend, color, smoother
         self.scene_cut, self.batch_frames, self.sharpen = scene_cut, batch_frames, sharpen
+        self.expression = expression
         self.timings: dict[str, float] = defaultdict(float)
         self._thumb: np.ndarray | None = None
 
@@ -118,6 +125,8 @@ class FaceSwapPipeline:
         self._thumb = None
         if self.smoother is not None:
             self.smoother.reset()
+        if self.expression is not None and hasattr(self.expression, "reset"):
+            self.expression.reset()
 
     def _is_cut(self, frame: np.ndarray) -> bool:
         thumb = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
@@ -155,6 +164,9 @@ class FaceSwapPipeline:
             return out, [0] * len(frames)
         with self._timed("swap"):
             swapped, predicted = self.swap(crops)
+        if self.expression is not None and times is not None:
+            with self._timed("expression"):
+                swapped, predicted = self.expression(swapped, crops, [j[3] for j in jobs], predicted)
         with self._timed("blend"):
             size = crops.shape[1]
             for k, (i, _, matrix, points) in enumerate(jobs):

@@ -283,12 +283,20 @@ def resolution_ceiling(real: np.ndarray, size: int, mask: np.ndarray | None = No
         raise ValueError(f"need (N, S, S, 3) square crops, got {x.shape}")
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if size >= x.shape[1]:
+        return 1.0
+    return sharpness_ratio(laplacian_energy(through_size(x, size), mask), laplacian_energy(x, mask))
+
+
+def through_size(crops: np.ndarray, size: int) -> np.ndarray:
+    """(N, S, S, C) crops area-averaged down to ``size`` px and bicubic back up to S: what a model that
+    draws them perfectly at ``size`` px would show."""
+    x = np.asarray(crops)
     s = x.shape[1]
     if size >= s:
-        return 1.0
+        return x
     small = [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in x]
-    through = np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_CUBIC) for c in small])
-    return sharpness_ratio(laplacian_energy(through, mask), laplacian_energy(x, mask))
+    return np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_CUBIC) for c in small])
 
 
 class SharpnessRatio(Metric):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swapper.data.morph import ExpressionMorph, border_points, tps_grid
+from swapper.data.morph import ExpressionMorph
+from swapper.faces.tps import border_points, tps_grid
 
 W = 64
 
