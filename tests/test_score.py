@@ -44,6 +44,7 @@ def test_score_crops_on_known_cases(judge) -> None:
     assert same["sharpness/ratio"] == pytest.approx(same["sharpness/swaps"] / same["sharpness/target"])
     crops = to_uint8(a)
     real = judge.features(crops)
+    np.testing.assert_array_equal(judge.landmarks68(crops), real["landmarks68"])
     blurred = judge.features(np.stack([cv2.GaussianBlur(x, (0, 0), 1.5) for x in crops]))
     assert score_features(real, real, real, real)["sharpness/ratio"] == pytest.approx(1.0)
     assert score_features(blurred, real, real, real)["sharpness/ratio"] < 0.5
@@ -113,5 +114,6 @@ def test_score_command_writes_a_report(tmp_path: Path) -> None:
     data = json.loads(report.read_text())
     assert data["figures"]["faces"] == 4 and data["figures"]["landmarks/dlib68_error"] == 0.0
     assert data["figures"]["sharpness/ratio"] > 0
+    assert -1 <= data["figures"]["expression/mouth_ceiling_64px"] <= 1  # the inputs drawn at 64 px
     assert "identity/sface/called_target" in result.stdout and "yaw" in result.stdout
     assert [row["attribute"] for row in data["coverage"]["rows"]][:1] == ["yaw"]
