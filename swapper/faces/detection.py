@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Face:
     score: float
     landmarks5: np.ndarray  # (5, 2) ArcFace order: image-left eye, image-right eye, nose, mouth corners
     landmarks68: np.ndarray | None = None  # (68, 2) iBUG 300-W order, when the landmarker gives them
+    # the detector's own 68 points of a face smoothed over time (FaceSmoother): expression, not steadied
+    detected68: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def area(self) -> float:

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from swapper.faces.alignment import transform_points
 from swapper.faces.detection import Face
 from swapper.faces.selection import largest
 from swapper.inference.align import Aligner
@@ -85,6 +86,7 @@ class FaceSwapPipeline:
     colour-matched face with its mask and matrix before the blend, and may return a larger crop
     (see :mod:`swapper.inference.sharpen`). ``expression`` (videos only, None = off) bends the swapped
     crops (and predicted masks) after the model so their expression follows the input faces' landmarks
+    as detected, not as smoothed: the smoother steadies the face's shape, and would slow the mouth
     (see :mod:`swapper.inference.expression`). ``timings`` adds up seconds per stage.
     """
 
@@ -153,11 +155,14 @@ class FaceSwapPipeline:
         turns on smoothing."""
         found = [self.find_faces(f, None if times is None else times[i]) for i, f in enumerate(frames)]
         with self._timed("align"):
-            jobs = []  # (frame index, crop BGR, matrix, crop landmarks)
+            jobs = []  # (frame index, crop BGR, matrix, crop landmarks, crop landmarks as detected)
             for i, faces in enumerate(found):
                 for face in faces:
                     crop, matrix, points = self.aligner(frames[i], face.landmarks)
-                    jobs.append((i, crop, matrix, points))
+                    detected = (
+                        points if face.detected68 is None else transform_points(face.detected68, matrix)
+                    )
+                    jobs.append((i, crop, matrix, points, detected))
             crops = np.stack([_rgb01(j[1]) for j in jobs]) if jobs else None
         out = list(frames)  # blenders return new frames
         if crops is None:
@@ -166,10 +171,10 @@ class FaceSwapPipeline:
             swapped, predicted = self.swap(crops)
         if self.expression is not None and times is not None:
             with self._timed("expression"):
-                swapped, predicted = self.expression(swapped, crops, [j[3] for j in jobs], predicted)
+                swapped, predicted = self.expression(swapped, crops, [j[4] for j in jobs], predicted)
         with self._timed("blend"):
             size = crops.shape[1]
-            for k, (i, _, matrix, points) in enumerate(jobs):
+            for k, (i, _, matrix, points, _) in enumerate(jobs):
                 mask = self.mask(points, size, None if predicted is None else predicted[k])
                 face = self.color(swapped[k], crops[k], mask)
                 face_bgr = cv2.cvtColor(face.astype(np.float32), cv2.COLOR_RGB2BGR) * 255.0

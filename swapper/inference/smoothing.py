@@ -69,8 +69,10 @@ def _pack(face: Face) -> np.ndarray:
 
 
 def _unpack(points: np.ndarray, like: Face) -> Face:
+    """The smoothed face; it keeps the detection's own 68 points (expression moves faster than the shape
+    filter lets through) as ``detected68``."""
     lm68 = points[7:] if like.landmarks68 is not None else None
-    return Face(points[:2].reshape(4), like.score, points[2:7], lm68)
+    return Face(points[:2].reshape(4), like.score, points[2:7], lm68, detected68=like.landmarks68)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -183,6 +183,47 @@ def test_the_pipeline_warps_video_frames_only_and_resets_between_videos() -> Non
     assert calls[-1] == "reset"
 
 
+def test_the_stage_sees_the_mouth_as_detected_not_as_smoothed() -> None:
+    """The smoother steadies the face's shape and would slow a mouth that opens; the expression stage
+    gets the detector's own points (in the crop of the smoothed alignment)."""
+    from synthetic_frames import KnownFaces, background
+
+    from swapper.faces.detection import Face
+    from swapper.inference.blend import Overlay
+    from swapper.inference.color import NoColorCorrection
+    from swapper.inference.mask import BoxMask
+    from swapper.inference.pipeline import FaceSwapPipeline
+    from swapper.inference.smoothing import FaceSmoother
+
+    seen = []
+
+    class IdentityAligner:
+        size = S
+
+        def __call__(self, image, landmarks):
+            return np.zeros((S, S, 3), np.uint8), np.eye(2, 3), np.asarray(landmarks)
+
+    def face(gap: float) -> Face:
+        points = face68(mouth_gap=gap)
+        return Face(np.array([8, 8, 56, 60.0]), 1.0, points[[36, 45, 30, 48, 54]], points)
+
+    def record(swapped, crops, points, predicted):
+        seen.append(points[0])
+        return swapped, predicted
+
+    pipeline = FaceSwapPipeline(
+        KnownFaces([[face(0.0)], [face(8.0)]]), lambda image, faces: list(faces), IdentityAligner(),
+        lambda crops: (crops, None), BoxMask(), Overlay(), NoColorCorrection(), FaceSmoother(),
+        expression=record,
+    )  # fmt: skip
+    frame = background(80, 80, 0)
+    pipeline.swap_frames([frame], times=[0.0])
+    pipeline.swap_frames([frame], times=[1 / 30])
+    np.testing.assert_allclose(seen[1], face68(mouth_gap=8.0))  # the mouth as it opened
+    smoothed = pipeline.smoother.tracks[0].face.landmarks68
+    assert smoothed[66, 1] < face68(mouth_gap=8.0)[66, 1] - 2  # the smoothed one lags behind
+
+
 def test_polygon_mask_covers_the_polygons_area() -> None:
     mask = polygon_mask(np.array([[10.5, 10.5], [30.5, 10.5], [30.5, 20.5], [10.5, 20.5]]), (40, 40))
     assert mask.sum() == pytest.approx(

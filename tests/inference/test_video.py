@@ -201,3 +201,42 @@ def test_shared_clip_segment_keeps_its_audio_and_smoothing_steadies_the_face(tmp
     assert probe(out).audio_codec == "aac"
     assert _audio_seconds(out) == pytest.approx(_audio_seconds(segment), abs=1e-3)
     assert _video_delay(out) == pytest.approx(_video_delay(segment), abs=1e-3)
+
+
+def test_the_expression_warp_brings_a_frozen_swaps_mouth_back_to_life(tmp_path):
+    """A model that froze (every swap is one calm face of the speaker: the issue's "frozen mask") on a real
+    talking head: the expression stage makes the output's mouth open and close with the speaker's again."""
+    talking = SHARED / "data" / "talking_heads" / "person_a.mp4"
+    if not talking.is_file():
+        pytest.skip("../shared is absent")
+    pytest.importorskip("dlib")
+    from swapper.faces.detection import DlibLandmarker, YuNetDetector
+    from swapper.faces.selection import largest
+    from swapper.inference.expression import ExpressionWarp
+    from swapper.metrics.real_faces import mouth_aspect_ratio, pearson
+
+    segment = tmp_path / "talking.mp4"  # 2 s of person A, talking with her mouth wide open at times
+    _ffmpeg("-ss", f"{940 / 30 + probe(talking).start:.3f}", "-i", str(talking), "-t", "2", "-c:v", "libx264",
+            "-an", str(segment))  # fmt: skip
+    detector = YuNetDetector(landmarker=DlibLandmarker())
+
+    aligner = Aligner("mean_face", size=64)
+    calm = _frames(segment)[35]  # her face with the mouth closed, the eyes ahead
+    frozen = aligner(calm, largest(detector(calm))[0].landmarks)[0][..., ::-1].astype(np.float32) / 255
+
+    def mouth(video: Path) -> np.ndarray:
+        return np.array(
+            [mouth_aspect_ratio(largest(detector(f))[0].landmarks68[None])[0] for f in _frames(video)]
+        )
+
+    said = mouth(segment)
+    assert said.std() > 0.05  # the speaker's mouth moves
+    for warp, low, high in ((None, -1.0, 0.3), (ExpressionWarp(), 0.8, 1.0)):
+        out = tmp_path / f"{warp is not None}.mp4"
+        pipeline = FaceSwapPipeline(
+            detector, lambda image, found: largest(found), aligner,
+            lambda crops: (np.stack([frozen] * len(crops)), None),
+            LandmarkMask("hull"), Feather(), NoColorCorrection(), FaceSmoother(), expression=warp,
+        )  # fmt: skip
+        pipeline.swap_video(segment, out, audio=False, progress=False)
+        assert low <= pearson(mouth(out), said) <= high
