@@ -9,13 +9,17 @@ and bends the swapped crop with a thin-plate spline (crop border fixed) to targe
 
 - openings (``opening``: mouth, eyes): the gaps between the inner lips (eyelids) become the input's, as a
   share of the mouth's (eye's) width, so a closed mouth is closed on anyone; a mouth opens mostly
-  downwards (lower lip and chin take 3/4 of the change), an eye by its upper lid (4/5);
+  downwards (lower lip and chin take 3/4 of the change), an eye by its upper lid (4/5); gaps the swap
+  already draws within ``deadband`` of the input's are left alone;
 - other regions (``regions``): ``S + ((I − S) − mean(I − S))``, the mean running over the faces of the
   video so far. I − S holds what the swap did not follow (expression) plus what differs between the two
   people (face shape); subtracting its mean keeps the target person's shape and moves only by the
   expression changes. At the first frame the mean is that frame's offset: it starts unchanged and settles
   within a few frames.
 
+The defaults move the mouth (opening, corners), chin and brows and leave the eyes to the model: on the
+real pair (person_a ↔ person_b, 64 px) moving the eyes lowered the A→B eye figure (the swapped eyes are
+blurred behind B's glasses, and the spline moved the frames with them).
 A spline that opens closed lips stretches them; with ``interior`` the input's mouth interior (teeth, the
 dark of the mouth) is mapped into the opened lips, as face reenactment systems copy a mouth interior from
 the driving footage. The predicted mask moves with the face. Still images have no video to compare with
@@ -103,11 +107,13 @@ def _down(points: np.ndarray) -> np.ndarray:
 
 
 def opening_moves(
-    swapped: np.ndarray, reference: np.ndarray, parts: Sequence[str]
+    swapped: np.ndarray, reference: np.ndarray, parts: Sequence[str], deadband: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Moves (68, 2) that give the swap's ``parts`` (of ``OPENINGS``: mouth, eyes) the reference face's
     opening, each gap as a share of its part's width (identity-free: a closed mouth is closed on anyone),
-    and a (68,) bool of the points they govern."""
+    and a (68,) bool of the points they govern. ``deadband`` (share of the width): gaps the swap already
+    draws within this of the reference's are left alone, twice as far are moved in full (a linear ramp
+    between), so landmark noise on a still mouth does not shake a swap that got it right."""
     moves, governed = np.zeros((68, 2)), np.zeros(68, bool)
     down_s, down_r = _down(swapped), _down(reference)
     for part in parts:
@@ -120,6 +126,9 @@ def opening_moves(
                 - max((swapped[lo] - swapped[up]) @ down_s, 0.0)
                 for up, lo in pairs
             ]
+            if deadband > 0:
+                band = deadband * width_s
+                change = [c * min(max(abs(c) / band - 1.0, 0.0), 1.0) for c in change]
             for point, pair, share, direction in movers:
                 moves[point] = direction * share * change[pair] * down_s
                 governed[point] = True
@@ -152,9 +161,10 @@ class ExpressionWarp:
     def __init__(
         self,
         strength: float = 1.0,
-        regions: Sequence[str] = ("eyes", "brows", "mouth", "jaw"),
+        regions: Sequence[str] = ("brows", "mouth", "jaw"),
         opening: Sequence[str] = ("mouth",),
         interior: bool = True,
+        deadband: float = 0.05,
         landmarker: Landmarker | object | None = None,
         upscale: int = 4,
         max_shift: float = 0.5,
@@ -173,6 +183,9 @@ class ExpressionWarp:
         if unknown:
             raise ValueError(f"unknown opening parts {unknown}; choose from {sorted(OPENINGS)}")
         self.opening, self.interior = tuple(opening), bool(interior)
+        if not 0.0 <= deadband < 1.0:
+            raise ValueError(f"deadband must be in [0, 1), got {deadband}")
+        self.deadband = float(deadband)
         self.upscale, self.max_shift = int(upscale), float(max_shift)
         self.regularisation, self.border = float(regularisation), int(border)
         if landmarker is None:
@@ -214,7 +227,7 @@ class ExpressionWarp:
         self._count += 1
         move = self.weights[:, None] * (offset - self.mean_offset)
         if self.opening:
-            opened, governed = opening_moves(swapped_points, input_points, self.opening)
+            opened, governed = opening_moves(swapped_points, input_points, self.opening, self.deadband)
             move[governed] = opened[governed]
         move = self.strength * move
         eyes = input_points[36:42].mean(0), input_points[42:48].mean(0)

@@ -77,6 +77,18 @@ def test_the_opening_is_copied_as_a_share_of_the_width() -> None:
     np.testing.assert_allclose(moves[8], [0, 3.0], atol=1e-9)
 
 
+def test_openings_the_swap_nearly_gets_right_are_left_alone() -> None:
+    swapped = face68(mouth_gap=1.0)  # width 16 px: a deadband of 0.1 is 1.6 px
+    still, _ = opening_moves(swapped, face68(mouth_gap=2.5), ["mouth"], deadband=0.1)  # 1.5 px off: kept
+    assert not still.any()
+    half, _ = opening_moves(swapped, face68(mouth_gap=3.4), ["mouth"], deadband=0.1)  # 2.4 px: half way
+    np.testing.assert_allclose(half[66], [0, 0.75 * 2.4 * 0.5], atol=1e-9)
+    full, _ = opening_moves(swapped, face68(mouth_gap=5.0), ["mouth"], deadband=0.1)  # 4 px: in full
+    np.testing.assert_allclose(full[66], [0, 0.75 * 4.0], atol=1e-9)
+    with pytest.raises(ValueError, match="deadband"):
+        warp_with(swapped, deadband=1.0)
+
+
 def test_regions_follow_the_inputs_change_from_the_video_mean() -> None:
     swapped = face68()
     warp = warp_with(swapped, regions=["brows"], opening=[])
