@@ -184,9 +184,10 @@ def score_features(
         )
         out["landmarks/yunet5_found"] = float(np.isfinite(swaps["landmarks5"][:, 0, 0]).mean())
         for part, ratio in (("eyes", rf.eye_aspect_ratio), ("mouth", rf.mouth_aspect_ratio)):
-            out[f"expression/{part}_correlation"] = rf.pearson(
-                ratio(swaps["landmarks68"]), ratio(inputs["landmarks68"])
-            )
+            swapped, given = ratio(swaps["landmarks68"]), ratio(inputs["landmarks68"])
+            out[f"expression/{part}_correlation"] = rf.pearson(swapped, given)
+            # the correlation ignores a mouth held open throughout; the mean gap says how far it is
+            out[f"expression/{part}_abs_error"] = float(np.mean(np.abs(swapped - given)))
     out["sharpness/swaps"] = float(np.mean(swaps["sharpness"]))
     out["sharpness/target"] = float(np.mean(target["sharpness"]))
     out["sharpness/ratio"] = rf.sharpness_ratio(swaps["sharpness"], target["sharpness"])

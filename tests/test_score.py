@@ -38,6 +38,9 @@ def test_score_crops_on_known_cases(judge) -> None:
     same = score_crops(a, a, a, b, judge)  # "swaps" that are the inputs themselves
     assert same["faces"] == 4
     assert same["landmarks/dlib68_error"] == 0.0 and same["expression/eyes_correlation"] == pytest.approx(1.0)
+    assert same["expression/eyes_abs_error"] == 0.0 and same["expression/mouth_abs_error"] == 0.0
+    shifted = score_crops(torch.roll(a, 1, 0), a, a, b, judge)  # each swap paired with another face's input
+    assert shifted["expression/eyes_abs_error"] > 0
     for name in ("sface", "dlib"):
         for key in ("target_similarity", "closer_to_target", "called_target"):
             assert same[f"identity/{name}/{key}"] == same[f"baseline/{name}/{key}"]
