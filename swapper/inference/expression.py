@@ -151,11 +151,13 @@ class ExpressionWarp:
     the input's expression changes; ``interior``: show the input's mouth interior in opened lips (see the
     module doc). ``strength`` scales every move.
 
-    ``landmarker``: a callable (RGB uint8 image, face box) → (68, 2) points (dlib's 68-point predictor by
-    default: ``swapper.faces.detection.DlibLandmarker``); it sees the swapped crop upscaled ``upscale``×
+    ``landmarker``: an object with ``predict(RGB uint8 image, face box) → (68, 2) points``, or such a
+    callable (dlib's 68-point predictor by default: ``swapper.faces.detection.DlibLandmarker``); it sees the
+    swapped crop upscaled ``upscale``×
     (bicubic), the size it was trained on. ``max_shift``: no point moves further than this share of the
     inter-ocular distance (a landmark slip cannot tear the face). ``regularisation``: the spline's ridge
     (keeps it finite when the target closes a mouth); ``border``: fixed points per side of the crop.
+    One running mean serves all faces of a video (their crops share the alignment's frame).
     """
 
     def __init__(
