@@ -17,9 +17,10 @@ and bends the swapped crop with a thin-plate spline (crop border fixed) to targe
   expression changes. At the first frame the mean is that frame's offset: it starts unchanged and settles
   within a few frames.
 
-The defaults move the mouth (opening, corners), chin and brows and leave the eyes to the model: on the
-real pair (person_a ↔ person_b, 64 px) moving the eyes lowered the A→B eye figure (the swapped eyes are
-blurred behind B's glasses, and the spline moved the frames with them).
+The defaults open the mouth and the eyelids as the input's and move mouth corners, chin and brows with the
+input's changes; the eyes are not in ``regions``: on the real pair (person_a ↔ person_b, 64 px) moving whole
+eyes with the input's changes lowered the A→B eye figure (blurred eyes behind B's glasses, and the spline
+moved the frames with them), while copying the eyelids' opening raised it.
 A spline that opens closed lips stretches them; with ``interior`` the input's mouth interior (teeth, the
 dark of the mouth) is mapped into the opened lips, as face reenactment systems copy a mouth interior from
 the driving footage. The predicted mask moves with the face. Still images have no video to compare with
@@ -164,7 +165,7 @@ class ExpressionWarp:
         self,
         strength: float = 1.0,
         regions: Sequence[str] = ("brows", "mouth", "jaw"),
-        opening: Sequence[str] = ("mouth",),
+        opening: Sequence[str] = ("mouth", "eyes"),
         interior: bool = True,
         deadband: float = 0.05,
         landmarker: Landmarker | object | None = None,
