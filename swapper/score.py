@@ -323,28 +323,32 @@ def score(
 
     log.info("scoring %d swap(s) at %d px against %s and %s", len(swap_crops), size, source, target)
     target_crops = reference(target)
+    inputs = _read_crops(input_files, size) if paired else None
+    input_features = judge.features(inputs) if inputs is not None else None
     figures = score_features(
         judge.features(swap_crops),
         judge.features(reference(source)),
         judge.features(target_crops),
-        judge.features(_read_crops(input_files, size)) if paired else None,
+        input_features,
     )
     face = ellipse_mask(template.points5 * size, (size, size))
-    inputs = _read_crops(input_files, size) if paired else None
     for n in model_sizes:
         figures[f"sharpness/ceiling_{n}px"] = rf.resolution_ceiling(target_crops, int(n), face)
         if inputs is not None:
-            figures.update(expression_ceiling(judge, inputs, int(n)))
+            figures.update(expression_ceiling(judge, inputs, int(n), input_features["landmarks68"]))
     return {"swaps": str(swaps), "source": str(source), "target": str(target), "split": split,
             "figures": figures}  # fmt: skip
 
 
-def expression_ceiling(judge: Judge, inputs: np.ndarray, size: int) -> dict[str, float]:
+def expression_ceiling(
+    judge: Judge, inputs: np.ndarray, size: int, seen: np.ndarray | None = None
+) -> dict[str, float]:
     """``expression/<part>_ceiling_<n>px``: the openness correlation of the inputs with themselves passed
     through ``size`` px (:func:`~swapper.metrics.real_faces.through_size`), i.e. what a swap drawing every
     input's expression perfectly at that size would score. Where the inputs barely move (a mouth that stays
-    closed), landmark noise at that size is all there is to correlate, and the ceiling is low."""
-    seen = judge.landmarks68(inputs)
+    closed), landmark noise at that size is all there is to correlate, and the ceiling is low. ``seen``: the
+    inputs' landmarks when already found (:meth:`Judge.features`)."""
+    seen = judge.landmarks68(inputs) if seen is None else seen
     drawn = judge.landmarks68(rf.through_size(inputs, size))
     return {
         f"expression/{part}_ceiling_{size}px": rf.pearson(ratio(drawn), ratio(seen))
