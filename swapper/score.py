@@ -7,8 +7,9 @@ Swapped crops are paired with their inputs by file name (``infer.py`` on a folde
 stems); a swapped video is detected and aligned frame by frame with the template of the source's crops
 (``faces.jsonl`` tells which), frame ``i`` pairing with the source crop of frame ``i + video.offset``.
 Prints and writes identity transfer (SFace and dlib), landmark error and openness correlation of swap
-vs input, sharpness vs the target's real faces, the same identity figures for the unswapped inputs
-(the no-swap baseline) and the pose/expression coverage of the two people.
+vs input, sharpness vs the target's real faces, the same identity and sharpness figures for the unswapped
+inputs (the no-swap baseline) and the pose/expression coverage of the two people. Scoring the unswapped input
+video itself as ``swaps`` gives what a perfect swap of this footage reaches (the measurement's own noise).
 :func:`score_crops` scores aligned crop tensors (a validation step).
 """
 
@@ -191,6 +192,10 @@ def score_features(
     out["sharpness/swaps"] = float(np.mean(swaps["sharpness"]))
     out["sharpness/target"] = float(np.mean(target["sharpness"]))
     out["sharpness/ratio"] = rf.sharpness_ratio(swaps["sharpness"], target["sharpness"])
+    if inputs is not None:
+        # the unswapped inputs against the target's faces: a swap that drew its face with the detail of the
+        # footage it is pasted into scores this; a grainier target's footage puts the goal out of reach
+        out["baseline/sharpness/ratio"] = rf.sharpness_ratio(inputs["sharpness"], target["sharpness"])
     return out
 
 

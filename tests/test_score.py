@@ -51,6 +51,10 @@ def test_score_crops_on_known_cases(judge) -> None:
     blurred = judge.features(np.stack([cv2.GaussianBlur(x, (0, 0), 1.5) for x in crops]))
     assert score_features(real, real, real, real)["sharpness/ratio"] == pytest.approx(1.0)
     assert score_features(blurred, real, real, real)["sharpness/ratio"] < 0.5
+    # the baseline: the unswapped inputs' detail against the target's, whatever the swaps are
+    baseline = score_features(blurred, real, blurred, real)["baseline/sharpness/ratio"]
+    assert baseline == pytest.approx(float(np.mean(real["sharpness"]) / np.mean(blurred["sharpness"])))
+    assert baseline > 2.0
     with pytest.raises(ValueError, match="row for row"):
         score_crops(a[:2], a, a, b, judge)
 
